@@ -1,0 +1,173 @@
+"""The `deeproute` command line: one thin command per verb; the work happens in the library.
+
+Every command turns an InputError into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import sys
+
+import click
+
+from deeproute.errors import InputError
+
+
+def _report_input_errors(command):
+    """Print an InputError as one line on stderr and exit with code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _parse_grid(value: str) -> tuple[int, int]:
+    """Parse '32' or 'HxW' such as '48x32' into (height, width)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", value)
+    if not match:
+        raise click.BadParameter(f"expected N or HxW such as 32 or 48x32, got {value!r}")
+    height = int(match.group(1))
+    width = int(match.group(2)) if match.group(2) else height
+    return height, width
+
+
+def _parse_pin_range(value: str) -> tuple[int, int]:
+    """Parse '2-5' or '3' into an inclusive (low, high) pin range."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", value)
+    if not match:
+        raise click.BadParameter(f"expected LOW-HIGH such as 2-5, got {value!r}")
+    low = int(match.group(1))
+    high = int(match.group(2)) if match.group(2) else low
+    return low, high
+
+
+def _parse_extent(value: str) -> tuple[float, float]:
+    """Parse '11' or 'XxY' in µm into (x extent, y extent)."""
+    parts = re.split(r"[xX]", value.strip())
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"expected µm such as 11 or 11x8, got {value!r}") from None
+    if len(numbers) == 1:
+        return numbers[0], numbers[0]
+    if len(numbers) == 2:
+        return numbers[0], numbers[1]
+    raise click.BadParameter(f"expected µm such as 11 or 11x8, got {value!r}")
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="deeproute")
+@click.option("-v", "--verbose", is_flag=True, help="Log library progress to stderr.")
+def main(verbose: bool) -> None:
+    """Route IC nets with a fully convolutional network and deploy it in fixed point."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("-n", "--count", type=int, default=50_000, show_default=True, help="Number of nets (samples).")
+@click.option("--grid", default="32", show_default=True, help="Grid size in pixels: N or HxW.")
+@click.option("--extent-um", default="11", show_default=True, help="Physical grid size in µm: S or XxY.")
+@click.option("--pins", "pin_range", default="2-5", show_default=True, help="Inclusive pin-count range per net.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the output depends on it alone.")
+@click.option("--label-style", default="paper", show_default=True, help="Router that draws the labels.")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON.")
+@_report_input_errors
+def generate(out, count, grid, extent_um, pin_range, seed, label_style, workers, overwrite, quiet, json_out):
+    """Generate a routing dataset of single nets into the HDF5 file OUT."""
+    from deeproute.generate import GenerateConfig, generate_dataset
+
+    height, width = _parse_grid(grid)
+    config = GenerateConfig(
+        count=count,
+        height=height,
+        width=width,
+        extent_um=_parse_extent(extent_um),
+        pin_range=_parse_pin_range(pin_range),
+        seed=seed,
+        label_style=label_style,
+    )
+    config.validate()
+    with _progress_bar(count, "generate", _show_progress(quiet)) as bar:
+        summary = generate_dataset(out, config, workers=workers, overwrite=overwrite, on_progress=bar.goto)
+    if json_out:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    elif not quiet:
+        click.echo(f"wrote {out}")
+        click.echo(summary.format())
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON.")
+@_report_input_errors
+def info(path, json_out):
+    """Print a summary of the dataset file PATH (X/Y-only files included)."""
+    from deeproute.dataset import open_dataset
+    from deeproute.summary import DatasetSummary
+
+    with open_dataset(path) as dataset:
+        summary = DatasetSummary.empty(*dataset.grid)
+        for start, _, labels in dataset.iter_chunks():
+            pins = dataset.read_pins(start, start + labels.shape[0]) if dataset.info.has_pins else None
+            summary.merge(DatasetSummary.from_arrays(labels, pins))
+        details = dataset.info
+    if json_out:
+        report = summary.to_dict()
+        report.update(
+            extent_um=details.extent_um, pin_range=details.pin_range, seed=details.seed,
+            label_style=details.label_style, format_version=details.format_version,
+        )
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"file         {path}")
+    if details.format_version is None:
+        click.echo("attributes   none (X/Y-only file)")
+    else:
+        click.echo(
+            f"made with    label style {details.label_style}, seed {details.seed}, "
+            f"pins {details.pin_range[0]}-{details.pin_range[1]}, "
+            f"extent {details.extent_um[0]:g} x {details.extent_um[1]:g} µm"
+        )
+    click.echo(summary.format())
+
+
+class _progress_bar:
+    """A tqdm bar on stderr with a `goto(done)` method; a no-op when disabled."""
+
+    def __init__(self, total: int, description: str, enabled: bool):
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=description, unit="net", file=sys.stderr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.close()
+
+    def goto(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
