@@ -80,7 +80,8 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("out", type=click.Path(dir_okay=False))
+# A plain path: the library rejects a directory with a one-line error, click with a usage block.
+@click.argument("out", type=click.Path())
 @click.option("-n", "--count", type=int, default=50_000, show_default=True, help="Number of nets (samples).")
 @click.option("--grid", default="32", show_default=True, help="Grid size in pixels: N or HxW.")
 @click.option("--extent-um", default="11", show_default=True, help="Physical grid size in µm: S or XxY.")
@@ -117,7 +118,7 @@ def generate(out, count, grid, extent_um, pin_range, seed, label_style, workers,
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())
 @click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON.")
 @_report_input_errors
 def info(path, json_out):
@@ -171,3 +172,72 @@ class _progress_bar:
     def goto(self, done: int) -> None:
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
+
+
+@main.command()
+@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False), help="Training dataset (HDF5).")
+@click.option("--val", "val_path", required=True, type=click.Path(dir_okay=False), help="Validation dataset (HDF5).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints, metrics and curves.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=100, show_default=True, help="Global batch size.")
+@click.option("--lr", type=float, default=5e-4, show_default=True, help="Adam learning rate.")
+@click.option("--weight-decay", type=float, default=1e-5, show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "step", "cosine"]), default="constant", show_default=True,
+              help="Learning-rate schedule; step divides by 10 every --step-epochs.")
+@click.option("--step-epochs", type=int, default=30, show_default=True)
+@click.option("--fresh", is_flag=True, help="Draw a new training set from the generator every epoch.")
+@click.option("--fresh-count", type=int, default=None, help="Samples per fresh epoch [default: size of --train].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True,
+              help="bf16 mixed precision for the convolutions.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--channels", type=int, default=16, show_default=True, help="Feature maps per stage.")
+@click.option("--stages", type=int, default=15, show_default=True, help="Convolution stages.")
+@click.option("--first-kernel", type=int, default=None, help="First kernel size [default: grid + 1].")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@_report_input_errors
+def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, schedule, step_epochs, fresh,
+          fresh_count, seed, amp, device, channels, stages, first_kernel, resume, quiet):
+    """Train the routing FCN; writes metrics.jsonl, curves.png, best.pt and last.pt into OUT."""
+    from deeproute.train import TrainConfig, train as run_training
+
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+        step_epochs=step_epochs, fresh=fresh, fresh_count=fresh_count, seed=seed, amp=amp, device=device,
+    )
+    model_config = {"channels": channels, "stages": stages}
+    if first_kernel is not None:
+        model_config["first_kernel"] = (first_kernel, first_kernel)
+
+    def report(record):
+        if not quiet:
+            click.echo(
+                f"epoch {record['epoch']:>3}  loss {record['train_loss']:.4f}  "
+                f"train F1 {record['train']['f1']:.4f}  val F1 {record['val']['f1']:.4f}  "
+                f"P {record['val']['precision']:.4f}  R {record['val']['recall']:.4f}  "
+                f"{record['epoch_seconds']:.0f} s  {record['samples_per_s']:.0f} samples/s"
+            )
+
+    run_training(train_path, val_path, out_dir, config, model_config, resume=resume,
+                 progress=_show_progress(quiet), on_epoch=report)
+
+
+@main.command()
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint [default: the shipped model].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the figures to this JSON file.")
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@_report_input_errors
+def evaluate(data, model_path, json_path, batch_size, device):
+    """Score a model on DATA: pixel precision, recall, F1 and accuracy, overall and per layer."""
+    from deeproute.evaluate import evaluate_file
+    from deeproute.metrics import format_table
+
+    summary = evaluate_file(data, model_path, batch_size=batch_size, device=device)
+    click.echo(format_table(summary))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)

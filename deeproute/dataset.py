@@ -197,10 +197,10 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     nothing is left at `path`. An existing `path` is kept unless `overwrite` is set.
     """
     target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory; give a file path such as {target / 'train.h5'}")
     if target.exists() and not overwrite:
         raise InputError(f"{target}: already exists; pass --overwrite to replace it")
-    if target.is_dir():
-        raise InputError(f"{target}: is a directory")
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"{target}: directory {directory} does not exist")
@@ -209,12 +209,22 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     os.close(handle)
     temporary_path = Path(temporary)
+    # mkstemp creates the file as 0600; give the output the mode a plain open() would.
+    os.chmod(temporary_path, 0o666 & ~_current_umask())
     try:
         yield temporary_path
         os.replace(temporary_path, target)
     except BaseException:
         temporary_path.unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    # NOTE: os.umask can only be read by setting it, so a file that another thread creates
+    # between the two calls gets umask 022 instead of the process's own.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def create_datasets(

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SHARD_SIZE = 1024  # nets per shard: small enough to stay in cache, a multiple of the chunk size
 MIN_GRID, MAX_GRID = 4, 1024
+MAX_SEED = 2**63 - 1  # the seed is stored as an int64 HDF5 attribute
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ class GenerateConfig:
                 f"pin range {low}-{high} asks for more pins than the {self.height}x{self.width} "
                 f"grid has free pixels ({cells})"
             )
-        if self.seed < 0:
-            raise InputError(f"seed must be non-negative, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be within 0..{MAX_SEED}, got {self.seed}")
         get_label_style(self.label_style)
 
 
