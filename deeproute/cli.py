@@ -80,7 +80,7 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-# A plain path: the library rejects a directory with a one-line error, click with a usage block.
+# A plain path, because the library rejects a directory in one line where click prints a usage block.
 @click.argument("out", type=click.Path())
 @click.option("-n", "--count", type=int, default=50_000, show_default=True, help="Number of nets (samples).")
 @click.option("--grid", default="32", show_default=True, help="Grid size in pixels: N or HxW.")

@@ -174,19 +174,41 @@ def _validate_layout(file: h5py.File, path: Path) -> DatasetInfo:
             raise InputError(f"{path}: pins must have shape ({count}, P, 2), got {pins.shape}")
 
     attrs = file.attrs
+    if "format_version" in attrs:
+        missing = [name for name in _GENERATOR_ATTRIBUTES if name not in attrs]
+        if missing:
+            raise InputError(
+                f"{path}: missing attributes {', '.join(missing)}, which every file with "
+                f"format_version has; regenerate it with `deeproute generate`"
+            )
     extent = attrs.get("extent_um")
     pin_range = attrs.get("pin_range")
-    return DatasetInfo(
-        count=count,
-        height=height,
-        width=width,
-        has_pins=has_pins,
-        extent_um=tuple(float(v) for v in extent) if extent is not None else None,
-        pin_range=tuple(int(v) for v in pin_range) if pin_range is not None else None,
-        seed=int(attrs["seed"]) if "seed" in attrs else None,
-        label_style=str(attrs["label_style"]) if "label_style" in attrs else None,
-        format_version=int(attrs["format_version"]) if "format_version" in attrs else None,
-    )
+    try:
+        return DatasetInfo(
+            count=count,
+            height=height,
+            width=width,
+            has_pins=has_pins,
+            extent_um=_pair(extent, float) if extent is not None else None,
+            pin_range=_pair(pin_range, int) if pin_range is not None else None,
+            seed=int(attrs["seed"]) if "seed" in attrs else None,
+            label_style=str(attrs["label_style"]) if "label_style" in attrs else None,
+            format_version=int(attrs["format_version"]) if "format_version" in attrs else None,
+        )
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path}: invalid attribute value ({error})") from error
+
+
+# Attributes that `write_attributes` records next to format_version.
+_GENERATOR_ATTRIBUTES = ("extent_um", "pin_range", "seed", "label_style")
+
+
+def _pair(value, kind) -> tuple:
+    """Convert a 2-element attribute array to a tuple of `kind`, raising ValueError otherwise."""
+    values = np.atleast_1d(value)
+    if values.shape != (2,):
+        raise ValueError(f"expected 2 values, got {values.tolist()}")
+    return tuple(kind(v) for v in values)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,8 @@ from deeproute.summary import DatasetSummary
 logger = logging.getLogger(__name__)
 
 SHARD_SIZE = 1024  # nets per shard: small enough to stay in cache, a multiple of the chunk size
+# NOTE: each worker keeps at least one shard of labels in memory, SHARD_SIZE * 8 * H * W bytes.
+# That is 8 MiB at 32x32 but 8 GiB at 1024x1024, so large grids can run out of memory.
 MIN_GRID, MAX_GRID = 4, 1024
 MAX_SEED = 2**63 - 1  # the seed is stored as an int64 HDF5 attribute
 
