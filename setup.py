@@ -15,6 +15,7 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "h5py>=3.8",
+        "isal>=1.6",
         "click>=8.1",
         "tqdm>=4.60",
         "matplotlib>=3.7",

@@ -37,12 +37,13 @@ class DatasetSummary:
         summary.pin_histogram.update(Counter(pin_counts.tolist()))
 
         # The wire class of a net is the set of metals it uses, e.g. "M3+M4".
-        used = labels[:, list(stack.METALS)].reshape(count, len(stack.METALS), -1).any(axis=2)
+        metals = labels[:, list(stack.METALS)].reshape(count, len(stack.METALS), -1)
+        used = np.count_nonzero(metals, axis=2) > 0  # (N, 4)
         codes = used @ (1 << np.arange(len(stack.METALS)))  # (N,) bitmask of used metals
         for code, nets in zip(*np.unique(codes, return_counts=True)):
             summary.wire_classes[_class_name(int(code))] += int(nets)
 
-        summary.on_pixels = labels.sum(axis=(0, 2, 3), dtype=np.int64)
+        summary.on_pixels = np.count_nonzero(labels, axis=(0, 2, 3)).astype(np.int64)
         return summary
 
     def merge(self, other: DatasetSummary) -> None:

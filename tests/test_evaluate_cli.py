@@ -1,0 +1,113 @@
+"""`deeproute evaluate` and `deeproute train` on good and bad input, through the real CLI."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from deeproute.checkpoint import load_checkpoint
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "deeproute", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def _write(path, **arrays):
+    with h5py.File(path, "w") as file:
+        for name, array in arrays.items():
+            file.create_dataset(name, data=array)
+    return path
+
+
+def test_evaluate_json_keys(tiny_run, small_data, tmp_path):
+    report = tmp_path / "scores.json"
+    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(report.read_text())
+    assert {"precision", "recall", "f1", "accuracy", "samples", "per_layer"} <= set(figures)
+    assert figures["samples"] == 200
+    assert set(figures["per_layer"]["VIA4"]) == {"precision", "recall", "f1"}
+    assert "all" in result.stdout
+
+
+def test_evaluate_matches_training_log(tiny_run, small_data, tmp_path):
+    report = tmp_path / "scores.json"
+    _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report)
+    logged = load_checkpoint(tiny_run / "best.pt")["metrics"]["val"]
+    assert json.loads(report.read_text())["f1"] == pytest.approx(logged["f1"])
+
+
+def test_evaluate_xy_only_file(tiny_run, small_data, tmp_path):
+    with h5py.File(small_data[1]) as source:
+        xy_only = _write(tmp_path / "xy.h5", X=source["X"][:50], Y=source["Y"][:50])
+    result = _run("evaluate", xy_only, "--model", tiny_run / "best.pt")
+    assert result.returncode == 0, result.stderr
+    assert "samples 50" in result.stdout
+
+
+def _bad_files(tmp_path):
+    good_x = np.zeros((4, 1, 16, 16), np.uint8)
+    good_y = np.zeros((4, 8, 16, 16), np.uint8)
+    not_hdf5 = tmp_path / "text.h5"
+    not_hdf5.write_text("not a dataset")
+    twos = good_y.copy()
+    twos[2, 3, 5, 5] = 2
+    return {
+        "missing": (tmp_path / "absent.h5", "not found"),
+        "not_hdf5": (not_hdf5, "not an HDF5 file"),
+        "no_y": (_write(tmp_path / "no_y.h5", X=good_x), "missing dataset 'Y'"),
+        "no_x": (_write(tmp_path / "no_x.h5", Y=good_y), "missing dataset 'X'"),
+        "shape": (_write(tmp_path / "shape.h5", X=good_x, Y=good_y[:, :7]), "Y must have shape"),
+        "dtype": (_write(tmp_path / "dtype.h5", X=good_x.astype(np.float32), Y=good_y), "X must be uint8"),
+        "values": (_write(tmp_path / "values.h5", X=good_x, Y=twos), "sample 2 has value 2"),
+        "empty": (_write(tmp_path / "empty.h5", X=good_x[:0], Y=good_y[:0]), "empty"),
+        "grid": (_write(tmp_path / "grid.h5", X=np.zeros((4, 1, 8, 8), np.uint8), Y=np.zeros((4, 8, 8, 8), np.uint8)),
+                 "trained on a 16x16 grid"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "not_hdf5", "no_y", "no_x", "shape", "dtype", "values", "empty", "grid"])
+def test_evaluate_bad_data(case, tiny_run, tmp_path):
+    path, message = _bad_files(tmp_path)[case]
+    result = _run("evaluate", path, "--model", tiny_run / "best.pt")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_corrupt_checkpoint(small_data, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x04garbage" * 20)
+    result = _run("evaluate", small_data[1], "--model", corrupt)
+    assert result.returncode == 2
+    assert "not a valid deeproute checkpoint" in result.stderr
+
+
+def test_evaluate_checkpoint_with_code_rejected(small_data, tmp_path):
+    pickled = tmp_path / "code.pt"
+    torch.save({"format_version": 1, "hook": print}, pickled)  # a callable needs full unpickling
+    result = _run("evaluate", small_data[1], "--model", pickled)
+    assert result.returncode == 2
+    assert "not a valid deeproute checkpoint" in result.stderr
+
+
+def test_evaluate_architecture_mismatch(tiny_run, small_data, tmp_path):
+    checkpoint = load_checkpoint(tiny_run / "best.pt")
+    checkpoint["model_config"]["channels"] = 8
+    mismatched = tmp_path / "mismatch.pt"
+    torch.save(checkpoint, mismatched)
+    result = _run("evaluate", small_data[1], "--model", mismatched)
+    assert result.returncode == 2
+    assert "do not fit the architecture" in result.stderr
+
+
+def test_train_rejects_bad_validation_file(small_data, tmp_path):
+    result = _run("train", "--train", small_data[0], "--val", tmp_path / "absent.h5", "--out", tmp_path / "run", "--epochs", "1")
+    assert result.returncode == 2
+    assert "absent.h5: file not found" in result.stderr
+    assert not (tmp_path / "run").exists()
