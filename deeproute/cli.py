@@ -241,3 +241,94 @@ def evaluate(data, model_path, json_path, batch_size, device):
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
+
+
+def _parse_optional(parser, value: str | None, option: str):
+    """Run a grid or extent parser on an option value, turning its error into one InputError line."""
+    if value is None:
+        return None
+    try:
+        return parser(value)
+    except click.BadParameter as error:
+        raise InputError(f"{option}: {error.message}") from None
+
+
+@main.command()
+@click.argument("pins_path", metavar="PINS", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="Directory for routes.json, routes.gds and routes.png; must be missing or empty.")
+@click.option("--model", "model_path", type=click.Path(), default=None,
+              help="Checkpoint [default: the shipped model].")
+@click.option("--int8", "int8_dir", type=click.Path(), default=None,
+              help="Integer model folder (model.json + model.npz) to route with instead of a checkpoint.")
+@click.option("--grid", default=None,
+              help="Grid of a CSV pins file in pixels: N or HxW, height x width [default: 32].")
+@click.option("--extent-um", default=None,
+              help="Physical grid size of a CSV pins file in µm: S or XxY [default: 11].")
+@click.option("--gds-layers", default=None,
+              help="GDS layer/datatype overrides, NAME=LAYER/DATATYPE,... such as M3=23/0,VIA3=43/0, or a JSON file.")
+@click.option("--figure-nets", type=int, default=16, show_default=True, help="Nets drawn in routes.png, from the first.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Nets per inference batch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out directory, deleting its old contents.")
+@click.option("--quiet", is_flag=True, help="No per-net lines, only the final summary.")
+@_report_input_errors
+def route(pins_path, out_dir, model_path, int8_dir, grid, extent_um, gds_layers, figure_nets, batch_size, device,
+          overwrite, quiet):
+    """Route every net of the pins file PINS (.json or .csv), repair and check it, and write
+    the layouts to --out. A failure leaves --out as it was."""
+    from deeproute.route import format_net_line, route_pins_file
+
+    routed = route_pins_file(
+        pins_path, out_dir, model_path=model_path, int8_dir=int8_dir,
+        grid=_parse_optional(_parse_grid, grid, "--grid"),
+        extent_um=_parse_optional(_parse_extent, extent_um, "--extent-um"),
+        gds_layers=gds_layers, figure_nets=figure_nets, batch_size=batch_size, device=device, overwrite=overwrite,
+    )
+    if not quiet:
+        name_width = max(len(item.net.name) for item in routed)
+        for item in routed:
+            click.echo(format_net_line(item, name_width))
+    connected = sum(item.check.connected for item in routed)
+    legal = sum(item.check.legal for item in routed)
+    repaired = sum(item.repaired for item in routed)
+    click.echo(
+        f"{len(routed)} nets: {connected} connected, {legal} legal, {repaired} repaired; "
+        f"wrote routes.json, routes.gds and routes.png to {out_dir}"
+    )
+
+
+def _parse_indices(values: tuple[str, ...]) -> list[int]:
+    """Parse repeated or comma-separated --index values into sample numbers."""
+    indices = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                indices.append(int(part.strip()))
+            except ValueError:
+                raise InputError(f"--index: expected a sample number, got {part.strip()!r}") from None
+    return indices
+
+
+@main.command()
+@click.argument("data", type=click.Path())
+@click.option("--out", "out_path", required=True, type=click.Path(),
+              help="Figure file; its extension .png, .svg or .pdf sets the format.")
+@click.option("--model", "model_path", type=click.Path(), default=None,
+              help="Checkpoint whose prediction and errors are drawn [default: data and labels only].")
+@click.option("--samples", type=int, default=9, show_default=True, help="Draw the first N samples.")
+@click.option("--index", "indices", multiple=True,
+              help="Sample number to draw, repeatable or comma-separated; replaces --samples.")
+@click.option("--layers", "per_layer", is_flag=True, help="Add a row of per-layer panels under each sample.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace the figure file if it exists.")
+@_report_input_errors
+def visualize(data, out_path, model_path, samples, indices, per_layer, device, overwrite):
+    """Draw samples of the dataset DATA: pins, label and, with --model, prediction and errors."""
+    from deeproute.render import visualize_dataset
+
+    drawn = visualize_dataset(
+        data, out_path, model_path=model_path, samples=samples, indices=_parse_indices(indices),
+        per_layer=per_layer, device=device, overwrite=overwrite,
+    )
+    click.echo(f"wrote {out_path} ({len(drawn)} samples)")

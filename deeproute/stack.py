@@ -41,6 +41,7 @@ class Layer:
     direction: Direction | None = None  # metals only
     below: int | None = None  # vias only: channel of the metal underneath
     above: int | None = None  # vias only: channel of the metal on top
+    gds_datatype: int = 0  # default GDSII datatype, paired with gds_layer
 
 
 # Colours are chosen so that adjacent layers differ in hue and vias stand out as dark squares.

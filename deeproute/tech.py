@@ -26,6 +26,13 @@ class Technology:
     )
     # Resistance of one via in ohm, bottom to top: VIA2 (M2-M3), VIA3, VIA4, VIA5.
     via_ohm: tuple[float, ...] = (40.0, 30.0, 12.0, 12.0)
+    # Drawn sizes in µm, used only by the GDSII export because the routing grid carries no
+    # widths. They stay below the 0.34 µm pitch of the default 11 µm, 32-pixel window.
+    wire_width_um: dict[int, float] = field(
+        default_factory=lambda: {stack.M3: 0.10, stack.M4: 0.10, stack.M5: 0.14, stack.M6: 0.14}
+    )
+    via_size_um: float = 0.10  # side of a square via cut, every via layer
+    pin_size_um: float = 0.14  # side of the square drawn on the pin layer for each pin
 
     def stack_ohm(self, metal: int) -> float:
         """Return the resistance in ohm of the via stack from an M2 pin up to `metal`."""
