@@ -68,7 +68,29 @@ def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrorGroup(click.Group):
+    """A click group that reports usage errors in one line on stderr, with exit code 2."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            result = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.format_message(), err=True)
+            sys.exit(2)
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            click.echo(f"error: {error.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deeproute")
 @click.option("-v", "--verbose", is_flag=True, help="Log library progress to stderr.")
 def main(verbose: bool) -> None:
@@ -230,14 +252,20 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the figures to this JSON file.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--no-route", "--pixel-only", "no_route", is_flag=True,
+              help="Skip the route-level figures, whose net repair takes a few ms per net.")
 @_report_input_errors
-def evaluate(data, model_path, json_path, batch_size, device):
-    """Score a model on DATA: pixel precision, recall, F1 and accuracy, overall and per layer."""
+def evaluate(data, model_path, json_path, batch_size, device, no_route):
+    """Score a model on DATA: pixel precision, recall, F1 and accuracy, overall and per layer,
+    and the fraction of nets connected, legal and identical to the label, before and after repair."""
     from deeproute.evaluate import evaluate_file
     from deeproute.metrics import format_table
+    from deeproute.route_metrics import format_route_table
 
-    summary = evaluate_file(data, model_path, batch_size=batch_size, device=device)
+    summary = evaluate_file(data, model_path, batch_size=batch_size, device=device, route=not no_route)
     click.echo(format_table(summary))
+    if "route" in summary:
+        click.echo(format_route_table(summary["route"]))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
