@@ -12,6 +12,8 @@ from deeproute.dataset import open_dataset
 from deeproute.errors import InputError
 from deeproute.metrics import PixelCounts
 from deeproute.model import compare_scores
+from deeproute.route_metrics import RouteCounts, route_records
+from deeproute.tech import DEFAULT_EXTENT_UM
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +23,14 @@ def evaluate_file(
     model_path: str | os.PathLike | None = None,
     batch_size: int = 500,
     device: str = "auto",
+    route: bool = True,
 ) -> dict:
-    """Return pixel metrics of a model (the shipped one when `model_path` is None) on `data`."""
+    """Return pixel metrics of a model (the shipped one when `model_path` is None) on `data`.
+
+    With `route`, the result also holds route-level figures under "route" (see
+    `deeproute.route_metrics`), before and after repairing every net; repair runs on the
+    CPU at a few milliseconds per net.
+    """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
@@ -32,8 +40,18 @@ def evaluate_file(
         model, _ = load_model(model_path, grid=dataset.grid)
         model = model.to(target, memory_format=torch.channels_last)
         counts = PixelCounts()
+        routes = RouteCounts()
+        extent_um = dataset.info.extent_um or (DEFAULT_EXTENT_UM, DEFAULT_EXTENT_UM)
         with torch.inference_mode():
-            for _, inputs, labels in dataset.iter_chunks(batch_size):
+            for start, inputs, labels in dataset.iter_chunks(batch_size):
                 x = torch.from_numpy(inputs).to(target).float().contiguous(memory_format=torch.channels_last)
-                counts.add(compare_scores(model(x)), labels)
-    return counts.summary()
+                scores = model(x)
+                counts.add(compare_scores(scores), labels)
+                if route:
+                    pins = dataset.read_pins(start, start + labels.shape[0])
+                    routes.add(route_records(scores.float().cpu().numpy(), labels, pins, extent_um))
+                    logger.info("route figures: %d of %d nets done", routes.predicted.nets, len(dataset))
+    summary = counts.summary()
+    if route:
+        summary["route"] = routes.summary()
+    return summary
