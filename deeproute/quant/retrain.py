@@ -1,0 +1,126 @@
+"""TQT retraining: weights and log2 thresholds of a QuantizedFCN trained together.
+
+Retraining starts from a statically calibrated model with batch norm already folded. It
+minimizes the training loss of deeproute.train with Adam: two-class cross-entropy per pixel
+and layer, class weights 1 'off' and 3 'on'. The thresholds get their own learning rate,
+because a log2 threshold moves in powers of 2 while a weight moves in small steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deeproute.errors import InputError
+from deeproute.model import pair_logits
+from deeproute.quant.qmodel import QuantizedFCN
+from deeproute.train import TrainConfig, evaluate_arrays
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Settings of TQT retraining."""
+
+    epochs: int = 3  # passes over the training set; a few suffice when starting from float weights
+    batch_size: int = 100  # the float training's batch size
+    lr: float = 1e-4  # Adam, weights and biases: a fine-tuning rate, 20x below the float run's
+    threshold_lr: float = 1e-2  # Adam, log2 thresholds: about 100 steps to move one power of 2
+    weight_decay: float = 0.0  # none: decaying a weight towards 0 changes its quantized value
+    class_weights: tuple[float, float] = TrainConfig.class_weights
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise InputError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+        for name, value in (("learning rate", self.lr), ("threshold learning rate", self.threshold_lr)):
+            if not value > 0:
+                raise InputError(f"{name} must be positive, got {value}")
+
+
+def retrain(
+    model: QuantizedFCN,
+    train_inputs: np.ndarray,
+    train_labels: np.ndarray,
+    config: RetrainConfig = RetrainConfig(),
+    val_inputs: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    progress: bool = False,
+    on_epoch=None,
+) -> list[dict]:
+    """Train `model` in place with TQT and return one record per epoch.
+
+    With validation arrays, each record also contains the fake-quantized model's
+    validation metrics, computed in eval mode and so identical to the integer engine's.
+    """
+    config.validate()
+    if len(train_inputs) < config.batch_size:
+        raise InputError(
+            f"the training set has {len(train_inputs)} samples, fewer than one batch of {config.batch_size}"
+        )
+    device = _pick_device(config.device)
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.weight_parameters(), "lr": config.lr, "weight_decay": config.weight_decay},
+            {"params": model.threshold_parameters(), "lr": config.threshold_lr, "weight_decay": 0.0},
+        ]
+    )
+    class_weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
+    inputs = torch.from_numpy(train_inputs)
+    labels = torch.from_numpy(train_labels)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = []
+    for epoch in range(config.epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(inputs), generator=generator)
+        loss = _train_epoch(model, optimizer, inputs, labels, order, config.batch_size, class_weights, device, progress, epoch)
+        record = {"epoch": epoch, "train_loss": loss, "epoch_seconds": time.perf_counter() - started}
+        if val_inputs is not None:
+            record["val"] = evaluate_arrays(model, val_inputs, val_labels, device, config.batch_size)
+        record["exponents"] = model.exponents()
+        history.append(record)
+        logger.info("TQT epoch %d loss %.4f%s", epoch, loss, f" val F1 {record['val']['f1']:.4f}" if "val" in record else "")
+        if on_epoch is not None:
+            on_epoch(record)
+    model.to("cpu")
+    model.eval()
+    return history
+
+
+def _train_epoch(model, optimizer, inputs, labels, order, batch_size, class_weights, device, progress, epoch) -> float:
+    model.train()
+    batches = range(0, len(order) - batch_size + 1, batch_size)  # full batches only
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=f"TQT epoch {epoch}", unit="batch", leave=False)
+    total = torch.zeros((), dtype=torch.float64)
+    for start in batches:
+        index = order[start : start + batch_size]
+        x = inputs[index].to(device).float().contiguous(memory_format=torch.channels_last)  # (B, 1, H, W)
+        y = labels[index].to(device).long()  # (B, 8, H, W)
+        scores = model(x)  # (B, 16, H, W), fake-quantized
+        loss = F.cross_entropy(pair_logits(scores), y, weight=class_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach().double().cpu()
+    return float(total / max(len(batches), 1))
+
+
+def _pick_device(option: str) -> torch.device:
+    if option == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if option.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device cuda requested but no CUDA GPU is available")
+    return torch.device(option)
