@@ -254,15 +254,18 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-route", "--pixel-only", "no_route", is_flag=True,
               help="Skip the route-level figures, whose net repair takes a few ms per net.")
+@click.option("--int8", "int8_dir", type=click.Path(), default=None,
+              help="Score with the integer engine of this `deeproute quantize` folder instead of a checkpoint.")
 @_report_input_errors
-def evaluate(data, model_path, json_path, batch_size, device, no_route):
+def evaluate(data, model_path, json_path, batch_size, device, no_route, int8_dir):
     """Score a model on DATA: pixel precision, recall, F1 and accuracy, overall and per layer,
     and the fraction of nets connected, legal and identical to the label, before and after repair."""
     from deeproute.evaluate import evaluate_file
     from deeproute.metrics import format_table
     from deeproute.route_metrics import format_route_table
 
-    summary = evaluate_file(data, model_path, batch_size=batch_size, device=device, route=not no_route)
+    summary = evaluate_file(data, model_path, batch_size=batch_size, device=device, route=not no_route,
+                            int8_dir=int8_dir)
     click.echo(format_table(summary))
     if "route" in summary:
         click.echo(format_route_table(summary["route"]))
@@ -360,3 +363,71 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
         per_layer=per_layer, device=device, overwrite=overwrite,
     )
     click.echo(f"wrote {out_path} ({len(drawn)} samples)")
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(), help="Float checkpoint to quantize.")
+@click.option("--calib", "calib_path", required=True, type=click.Path(), help="Calibration dataset (HDF5).")
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="Folder for model.npz, model.json, model.onnx and report.json.")
+@click.option("--train", "train_path", type=click.Path(), default=None,
+              help="Training dataset (HDF5); with it, TQT retrains weights and thresholds.")
+@click.option("--val", "val_path", type=click.Path(), default=None,
+              help="Validation dataset (HDF5); the report then compares float and integer F1 on it.")
+@click.option("--epochs", type=int, default=None, help="TQT epochs [default: 3]; needs --train.")
+@click.option("--weight-bits", type=int, default=8, show_default=True, help="Weight bit width, 2-16; 4 gives W4A8.")
+@click.option("--calibration", type=click.Choice(["max", "percentile", "klj"]), default="max", show_default=True,
+              help="Rule for the activation thresholds.")
+@click.option("--weight-calibration", type=click.Choice(["max", "mse"]), default="max", show_default=True,
+              help="Rule for the weight thresholds: max |w|, or the power of 2 with the least squared error.")
+@click.option("--percentile", type=float, default=99.99, show_default=True,
+              help="Percentile of |x| used by --calibration percentile.")
+@click.option("--calib-samples", type=int, default=2000, show_default=True,
+              help="Use the first N samples of the calibration set.")
+@click.option("--train-samples", type=int, default=None, help="Use the first N training samples [default: all].")
+@click.option("--val-samples", type=int, default=None, help="Use the first N validation samples [default: all].")
+@click.option("--batch-size", type=int, default=100, show_default=True,
+              help="Samples per batch in calibration and retraining.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate of weights and biases.")
+@click.option("--threshold-lr", type=float, default=1e-2, show_default=True,
+              help="Adam learning rate of the log2 thresholds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the retraining sample order.")
+@click.option("--device", default="auto", show_default=True, help="Device for retraining: auto, cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace an integer model already in OUT.")
+@click.option("--quiet", is_flag=True, help="No progress bars and no summary.")
+@_report_input_errors
+def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weight_bits, calibration,
+             weight_calibration, percentile, calib_samples, train_samples, val_samples, batch_size, lr,
+             threshold_lr, seed, device, overwrite, quiet):
+    """Quantize a float checkpoint to integer arithmetic (TQT) and export it as npz/JSON and ONNX."""
+    from deeproute.quant.pipeline import QuantizeConfig, quantize_checkpoint
+
+    if epochs is not None and train_path is None:
+        raise InputError("--epochs needs --train: retraining runs only on a training set")
+    config = QuantizeConfig(
+        weight_bits=weight_bits, calibration=calibration, weight_calibration=weight_calibration,
+        percentile=percentile, calib_samples=calib_samples, batch_size=batch_size,
+        epochs=3 if epochs is None else epochs, train_samples=train_samples, val_samples=val_samples,
+        lr=lr, threshold_lr=threshold_lr, seed=seed, device=device,
+    )
+
+    def report_epoch(record):
+        if not quiet:
+            validation = f"  val F1 {record['val']['f1']:.4f}" if "val" in record else ""
+            click.echo(f"TQT epoch {record['epoch']:>2}  loss {record['train_loss']:.4f}{validation}")
+
+    report = quantize_checkpoint(
+        model_path, calib_path, out_dir, config, train_path=train_path, val_path=val_path,
+        overwrite=overwrite, progress=_show_progress(quiet), on_epoch=report_epoch,
+    )
+    if quiet:
+        return
+    click.echo(f"wrote model.npz, model.json, model.onnx and report.json to {out_dir} ({report['mode']})")
+    if sum(report["clipped_biases"]):
+        click.echo(f"clipped biases per stage (int16 range): {report['clipped_biases']}")
+    if "validation" in report:
+        validation = report["validation"]
+        click.echo(
+            f"F1 on {validation['samples']} validation samples: float {validation['float']['f1']:.4f}, "
+            f"integer {validation['int8']['f1']:.4f} ({validation['f1_drop_points']:+.2f} points lost)"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
 import torch
 
 from deeproute.checkpoint import load_model
@@ -24,8 +25,12 @@ def evaluate_file(
     batch_size: int = 500,
     device: str = "auto",
     route: bool = True,
+    int8_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Return pixel metrics of a model (the shipped one when `model_path` is None) on `data`.
+
+    With `int8_dir`, the integer engine of that exported folder (see `deeproute.quant`)
+    scores the data instead of a checkpoint, on the CPU.
 
     With `route`, the result also holds route-level figures under "route" (see
     `deeproute.route_metrics`), before and after repairing every net; repair runs on the
@@ -37,15 +42,22 @@ def evaluate_file(
     with open_dataset(data) as dataset:
         if len(dataset) == 0:
             raise InputError(f"{data}: the dataset is empty (N = 0)")
-        model, _ = load_model(model_path, grid=dataset.grid)
-        model = model.to(target, memory_format=torch.channels_last)
+        if int8_dir is not None:
+            if model_path is not None:
+                raise InputError("pass either --model or --int8, not both")
+            score = _int8_scorer(int8_dir, dataset.grid)
+        else:
+            model, _ = load_model(model_path, grid=dataset.grid)
+            model = model.to(target, memory_format=torch.channels_last)
+
+            def score(inputs):
+                return model(torch.from_numpy(inputs).to(target).float().contiguous(memory_format=torch.channels_last))
         counts = PixelCounts()
         routes = RouteCounts()
         extent_um = dataset.info.extent_um or (DEFAULT_EXTENT_UM, DEFAULT_EXTENT_UM)
         with torch.inference_mode():
             for start, inputs, labels in dataset.iter_chunks(batch_size):
-                x = torch.from_numpy(inputs).to(target).float().contiguous(memory_format=torch.channels_last)
-                scores = model(x)
+                scores = score(inputs)
                 counts.add(compare_scores(scores), labels)
                 if route:
                     pins = dataset.read_pins(start, start + labels.shape[0])
@@ -55,3 +67,21 @@ def evaluate_file(
     if route:
         summary["route"] = routes.summary()
     return summary
+
+
+def _int8_scorer(directory: str | os.PathLike, grid: tuple[int, int]):
+    """Return a function mapping uint8 pin maps to float scores of the integer engine in `directory`."""
+    from deeproute.quant.integer import load_int8_engine
+
+    engine = load_int8_engine(directory)
+    if tuple(engine.grid) != tuple(grid):
+        raise InputError(
+            f"{directory}: model was quantized for a {engine.grid[0]}x{engine.grid[1]} grid, "
+            f"but the data is {grid[0]}x{grid[1]}"
+        )
+    scale = 2.0**engine.score_exponent  # int16 scores times a power of 2 are exact in float32
+
+    def score(inputs):
+        return torch.from_numpy(engine.scores(inputs).astype(np.float32) * np.float32(scale))
+
+    return score

@@ -1,0 +1,134 @@
+"""`deeproute quantize` and `deeproute evaluate --int8` on good and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deeproute.cli import main
+from deeproute.generate import GenerateConfig, generate_dataset
+from deeproute.quant import load_int8_engine
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _assert_one_line_error(result, message):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+
+
+@pytest.fixture(scope="module")
+def static_export(tmp_path_factory, tiny_run, small_data):
+    """An integer model folder made by static max calibration of the tiny trained model."""
+    train, val = small_data
+    out = tmp_path_factory.mktemp("quant") / "static"
+    result = _invoke(
+        "quantize", "--model", tiny_run / "best.pt", "--calib", train, "--calib-samples", 200,
+        "--val", val, "--batch-size", 50, "--out", out,
+    )
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_quantize_writes_all_files(static_export):
+    out, result = static_export
+    for name in ("model.npz", "model.json", "model.onnx", "report.json"):
+        assert (out / name).is_file(), name
+    assert "F1 on 200 validation samples" in result.output
+
+
+def test_quantize_report_compares_f1(static_export):
+    out, _ = static_export
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "static"
+    assert report["validation"]["samples"] == 200
+    assert 0.0 <= report["validation"]["int8"]["f1"] <= 1.0
+    drop = 100 * (report["validation"]["float"]["f1"] - report["validation"]["int8"]["f1"])
+    assert report["validation"]["f1_drop_points"] == pytest.approx(drop)
+
+
+def test_evaluate_int8_matches_report(static_export, small_data, tmp_path):
+    out, _ = static_export
+    figures = tmp_path / "figures.json"
+    result = _invoke("evaluate", small_data[1], "--int8", out, "--json", figures)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    summary = json.loads(figures.read_text())
+    assert summary["f1"] == report["validation"]["int8"]["f1"]
+    assert "route" in summary
+
+
+def test_load_int8_engine_api(static_export, small_data):
+    out, _ = static_export
+    engine = load_int8_engine(out)
+    inputs = np.zeros((2, 1, 16, 16), dtype=np.uint8)
+    inputs[:, 0, 3, 4] = inputs[:, 0, 10, 12] = 1
+    assert engine.scores(inputs).dtype == np.int32
+    assert engine.scores(inputs).shape == (2, 16, 16, 16)
+    assert engine.predict(inputs).shape == (2, 8, 16, 16)
+
+
+def test_quantize_tqt_w4a8(tmp_path, tiny_run, small_data):
+    train, val = small_data
+    out = tmp_path / "tqt"
+    result = _invoke(
+        "quantize", "--model", tiny_run / "best.pt", "--calib", train, "--calib-samples", 100,
+        "--train", train, "--train-samples", 200, "--epochs", 1, "--val", val, "--val-samples", 100,
+        "--weight-bits", 4, "--calibration", "percentile", "--batch-size", 50, "--out", out,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "tqt"
+    assert len(report["retraining"]) == 1
+    weights = np.load(out / "model.npz", allow_pickle=False)["stage1.weight"]
+    assert weights.min() >= -8
+    assert weights.max() <= 7
+    assert "TQT epoch  0" in result.output
+
+
+def test_quantize_rejects_bad_input(tmp_path, tiny_run, small_data, static_export):
+    train, val = small_data
+    model = tiny_run / "best.pt"
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    small_grid = tmp_path / "grid8.h5"
+    generate_dataset(small_grid, GenerateConfig(count=100, height=8, width=8, extent_um=(3.0, 3.0), pin_range=(2, 3)), workers=1)
+    out = tmp_path / "out"
+    base = ("quantize", "--calib", train, "--out", out)
+    cases = [
+        ((*base, "--model", garbage), "not a valid deeproute checkpoint"),
+        ((*base, "--model", model, "--weight-bits", 1), "2..16"),
+        ((*base, "--model", model, "--weight-bits", 17), "2..16"),
+        (("quantize", "--model", model, "--calib", small_grid, "--out", out), "8x8 grid"),
+        ((*base, "--model", model, "--calib-samples", 30, "--batch-size", 50), "fewer than one batch"),
+        ((*base, "--model", model, "--epochs", 2), "--epochs needs --train"),
+        (("quantize", "--model", model, "--calib", train, "--out", static_export[0]), "--overwrite"),
+    ]
+    for args, message in cases:
+        _assert_one_line_error(_invoke(*args), message)
+
+
+def test_evaluate_int8_rejects_bad_input(tmp_path, tiny_run, small_data, static_export):
+    _, val = small_data
+    _assert_one_line_error(_invoke("evaluate", val, "--int8", tmp_path / "none"), "not a directory")
+    _assert_one_line_error(
+        _invoke("evaluate", val, "--int8", static_export[0], "--model", tiny_run / "best.pt"), "either --model or --int8"
+    )
+
+
+def test_quantize_error_exit_code_in_process(tmp_path, small_data):
+    result = subprocess.run(
+        [sys.executable, "-m", "deeproute", "quantize", "--model", tmp_path / "missing.pt",
+         "--calib", small_data[0], "--out", tmp_path / "out"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.pt'}: checkpoint not found"]
