@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model from scratch: a 50k training set (seed 1) that also supplies
-# the fixed training subset, a 10k validation set (seed 2), and 60 epochs of 50k freshly
-# generated nets each, Adam at lr 2e-3 with cosine decay and bf16 autocast.
+# the fixed training subset, a 10k validation set (seed 2), and epochs of 50k freshly
+# generated nets each (EPOCHS, default 35), Adam at lr 2e-3 with cosine decay over the run
+# and bf16 autocast. Rerunning the script on a run folder resumes it.
 # Usage: scripts/train_release.sh [RUN_DIR]   (default runs/release)
 set -euo pipefail
 RUN=${1:-runs/release}
@@ -12,4 +13,4 @@ mkdir -p data
 RESUME=""
 [ -f "$RUN/last.pt" ] && RESUME="--resume"
 $DEEPROUTE train --train data/train.h5 --val data/val.h5 --out "$RUN" \
-    --fresh --epochs 60 --lr 2e-3 --schedule cosine --seed 0 --quiet $RESUME
+    --fresh --epochs "${EPOCHS:-35}" --lr 2e-3 --schedule cosine --seed 0 --quiet $RESUME

@@ -25,7 +25,7 @@ def _write(path, **arrays):
 
 def test_evaluate_json_keys(tiny_run, small_data, tmp_path):
     report = tmp_path / "scores.json"
-    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report)
+    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report, "--no-route")
     assert result.returncode == 0, result.stderr
     figures = json.loads(report.read_text())
     assert {"precision", "recall", "f1", "accuracy", "samples", "per_layer"} <= set(figures)
@@ -36,7 +36,7 @@ def test_evaluate_json_keys(tiny_run, small_data, tmp_path):
 
 def test_evaluate_matches_training_log(tiny_run, small_data, tmp_path):
     report = tmp_path / "scores.json"
-    _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report)
+    _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report, "--no-route")
     logged = load_checkpoint(tiny_run / "best.pt")["metrics"]["val"]
     assert json.loads(report.read_text())["f1"] == pytest.approx(logged["f1"])
 
@@ -73,7 +73,7 @@ def _bad_files(tmp_path):
 @pytest.mark.parametrize("case", ["missing", "not_hdf5", "no_y", "no_x", "shape", "dtype", "values", "empty", "grid"])
 def test_evaluate_bad_data(case, tiny_run, tmp_path):
     path, message = _bad_files(tmp_path)[case]
-    result = _run("evaluate", path, "--model", tiny_run / "best.pt")
+    result = _run("evaluate", path, "--model", tiny_run / "best.pt", "--no-route")
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
