@@ -63,13 +63,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a valid deeproute checkpoint ({first_line})") from error
+        # torch's own message suggests weights_only=False, which would run arbitrary code,
+        # so it is not passed on.
+        reason = "it holds Python objects other than tensors and plain data" if "weights_only" in str(error) else "not a readable torch file"
+        raise InputError(f"{path}: not a valid deeproute checkpoint ({reason})") from error
     if not isinstance(checkpoint, dict):
         raise InputError(f"{path}: not a valid deeproute checkpoint (top level is {type(checkpoint).__name__})")
     for key in ("format_version", "model_config", "state_dict", "grid"):
         if key not in checkpoint:
             raise InputError(f"{path}: not a valid deeproute checkpoint (missing {key!r})")
+    if not isinstance(checkpoint["model_config"], dict) or not isinstance(checkpoint["state_dict"], dict):
+        raise InputError(f"{path}: not a valid deeproute checkpoint (model_config and state_dict must be dicts)")
     if checkpoint["format_version"] != CHECKPOINT_VERSION:
         raise InputError(
             f"{path}: checkpoint format version {checkpoint['format_version']} is not supported "
@@ -84,9 +88,11 @@ def build_model(checkpoint: dict, path: str | os.PathLike = "checkpoint") -> Rou
         config = FCNConfig.from_dict(checkpoint["model_config"])
         model = RoutingFCN(config)
         model.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0]
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError, InputError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"{path}: weights do not fit the architecture it declares ({first_line})") from error
+    if not all(torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point()):
+        raise InputError(f"{path}: checkpoint holds NaN or infinite weights")
     return model
 
 

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import re
+import signal
 import sys
 
 import click
@@ -64,6 +65,10 @@ def _parse_extent(value: str) -> tuple[float, float]:
     raise click.BadParameter(f"expected µm such as 11 or 11x8, got {value!r}")
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
@@ -95,6 +100,9 @@ class _OneLineErrorGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log library progress to stderr.")
 def main(verbose: bool) -> None:
     """Route IC nets with a fully convolutional network and deploy it in fixed point."""
+    # Turn SIGTERM into SystemExit, so the cleanup that Ctrl-C gets (temporary files and
+    # staging folders removed) also runs when a job scheduler or `timeout` stops a command.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -108,7 +116,7 @@ def main(verbose: bool) -> None:
 @click.option("--grid", default="32", show_default=True, help="Grid size in pixels: N or HxW.")
 @click.option("--extent-um", default="11", show_default=True, help="Physical grid size in µm: S or XxY.")
 @click.option("--pins", "pin_range", default="2-5", show_default=True, help="Inclusive pin-count range per net.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the output depends on it alone.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed; with the sample count and the other options it fixes the output, whatever --workers is.")
 @click.option("--label-style", default="paper", show_default=True, help="Router that draws the labels.")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: all cores].")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
@@ -213,9 +221,9 @@ class _progress_bar:
 @click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", show_default=True,
               help="bf16 mixed precision for the convolutions.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--channels", type=int, default=16, show_default=True, help="Feature maps per stage.")
-@click.option("--stages", type=int, default=15, show_default=True, help="Convolution stages.")
-@click.option("--first-kernel", type=int, default=None, help="First kernel size [default: grid + 1].")
+@click.option("--channels", type=int, default=None, help="Feature maps per stage [default: 16].")
+@click.option("--stages", type=int, default=None, help="Convolution stages [default: 15].")
+@click.option("--first-kernel", type=int, default=None, help="Odd size of the first kernel [default: the smallest odd size above the grid, 33 at 32].")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @_report_input_errors
@@ -228,7 +236,11 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
         step_epochs=step_epochs, fresh=fresh, fresh_count=fresh_count, seed=seed, amp=amp, device=device,
     )
-    model_config = {"channels": channels, "stages": stages}
+    model_config = {}
+    if channels is not None:
+        model_config["channels"] = channels
+    if stages is not None:
+        model_config["stages"] = stages
     if first_kernel is not None:
         model_config["first_kernel"] = (first_kernel, first_kernel)
 
@@ -249,7 +261,8 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint [default: the shipped model].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the figures to this JSON file.")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the figures to this JSON file.")
+@click.option("--overwrite", is_flag=True, help="Replace the --json file if it exists.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-route", "--pixel-only", "no_route", is_flag=True,
@@ -257,21 +270,25 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
 @click.option("--int8", "int8_dir", type=click.Path(), default=None,
               help="Score with the integer engine of this `deeproute quantize` folder instead of a checkpoint.")
 @_report_input_errors
-def evaluate(data, model_path, json_path, batch_size, device, no_route, int8_dir):
+def evaluate(data, model_path, json_path, overwrite, batch_size, device, no_route, int8_dir):
     """Score a model on DATA: pixel precision, recall, F1 and accuracy, overall and per layer,
     and the fraction of nets connected, legal and identical to the label, before and after repair."""
     from deeproute.evaluate import evaluate_file
     from deeproute.metrics import format_table
     from deeproute.route_metrics import format_route_table
 
+    from deeproute.dataset import atomic_output, check_output_file
+
+    if json_path:
+        check_output_file(json_path, overwrite)  # before the evaluation, which can take minutes
     summary = evaluate_file(data, model_path, batch_size=batch_size, device=device, route=not no_route,
                             int8_dir=int8_dir)
     click.echo(format_table(summary))
     if "route" in summary:
         click.echo(format_route_table(summary["route"]))
     if json_path:
-        with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
+        with atomic_output(json_path, overwrite=overwrite) as temporary:
+            temporary.write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
 def _parse_optional(parser, value: str | None, option: str):
@@ -287,7 +304,7 @@ def _parse_optional(parser, value: str | None, option: str):
 @main.command()
 @click.argument("pins_path", metavar="PINS", type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(),
-              help="Directory for routes.json, routes.gds and routes.png; must be missing or empty.")
+              help="Directory for routes.json, routes.gds and routes.png; other files in it are kept.")
 @click.option("--model", "model_path", type=click.Path(), default=None,
               help="Checkpoint [default: the shipped model].")
 @click.option("--int8", "int8_dir", type=click.Path(), default=None,
@@ -301,7 +318,7 @@ def _parse_optional(parser, value: str | None, option: str):
 @click.option("--figure-nets", type=int, default=16, show_default=True, help="Nets drawn in routes.png, from the first.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Nets per inference batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out directory, deleting its old contents.")
+@click.option("--overwrite", is_flag=True, help="Replace routes files already in --out.")
 @click.option("--quiet", is_flag=True, help="No per-net lines, only the final summary.")
 @_report_input_errors
 def route(pins_path, out_dir, model_path, int8_dir, grid, extent_um, gds_layers, figure_nets, batch_size, device,

@@ -12,6 +12,7 @@ def plot_training_curves(history: list[dict], path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), constrained_layout=True)
@@ -23,6 +24,7 @@ def plot_training_curves(history: list[dict], path: str | os.PathLike) -> None:
         axis.set_title(key if key != "f1" else "F1 (all pixels, 'on' positive)")
         axis.set_ylim(0.0, 1.0)
     for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
         axis.legend(loc="best")

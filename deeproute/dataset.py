@@ -94,9 +94,12 @@ class RoutingDataset:
     def read_pins(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Read pins [start, stop) as int16 (n, P, 2); for X/Y-only files derive them from X."""
         stop = self.info.count if stop is None else stop
-        if self.info.has_pins:
-            return self._file["pins"][start:stop]
-        return pins_from_map(self._file["X"][start:stop][:, 0])
+        pin_map = self._file["X"][start:stop][:, 0]  # (n, H, W)
+        if not self.info.has_pins:
+            return pins_from_map(pin_map)
+        pins = self._file["pins"][start:stop]
+        _check_pins_match_map(self.path, pins, pin_map, start)
+        return pins
 
     def iter_chunks(self, size: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield (start, X, Y) blocks of at most `size` samples, in order."""
@@ -130,6 +133,26 @@ def pins_from_map(pin_map: np.ndarray) -> np.ndarray:
     pins[net, slot, 0] = x
     pins[net, slot, 1] = y
     return pins
+
+
+def _check_pins_match_map(path: Path, pins: np.ndarray, pin_map: np.ndarray, start: int) -> None:
+    """Raise InputError unless `pins` are integer grid points that mark exactly the pixels of X."""
+    if not np.issubdtype(pins.dtype, np.integer):
+        raise InputError(f"{path}: pins must be integers, got {pins.dtype}")
+    count, height, width = pin_map.shape
+    valid = pins[..., 0] >= 0
+    x, y = pins[..., 0], pins[..., 1]
+    inside = (x < width) & (y >= 0) & (y < height)
+    if not inside[valid].all():
+        net = int(np.argmax((valid & ~inside).any(axis=1))) + start
+        raise InputError(f"{path}: sample {net} has a pin outside the {height}x{width} grid")
+    drawn = np.zeros((count, height * width), dtype=np.int32)
+    net_index, slot = np.nonzero(valid)
+    np.add.at(drawn, (net_index, y[net_index, slot].astype(np.int64) * width + x[net_index, slot]), 1)
+    mismatch = (drawn != pin_map.reshape(count, -1)).any(axis=1)
+    if mismatch.any():
+        net = int(np.argmax(mismatch)) + start
+        raise InputError(f"{path}: sample {net}: the pins dataset does not match the pin map X")
 
 
 def _open_hdf5(path: Path) -> h5py.File:
@@ -211,6 +234,30 @@ def _pair(value, kind) -> tuple:
     return tuple(kind(v) for v in values)
 
 
+def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Raise InputError unless a new file can be written at `path`; return it as a Path.
+
+    An existing regular file is accepted only with `overwrite`. Directories, devices,
+    pipes and symbolic links are never replaced.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory; give a file path such as {target / 'out.h5'}")
+    if target.is_symlink():
+        raise InputError(f"{target}: is a symbolic link; give the path of a regular file")
+    if target.exists() and not target.is_file():
+        raise InputError(f"{target}: exists and is not a regular file")
+    if target.exists() and not overwrite:
+        raise InputError(f"{target}: already exists; pass --overwrite to replace it")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise InputError(f"{target}: {directory} {what}")
+    if not os.access(directory, os.W_OK):
+        raise InputError(f"{target}: directory {directory} is not writable")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path` and rename it onto `path` only on success.
@@ -218,17 +265,12 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     On any exception, KeyboardInterrupt included, the temporary file is removed and
     nothing is left at `path`. An existing `path` is kept unless `overwrite` is set.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"{target}: is a directory; give a file path such as {target / 'train.h5'}")
-    if target.exists() and not overwrite:
-        raise InputError(f"{target}: already exists; pass --overwrite to replace it")
+    target = check_output_file(path, overwrite)
     directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise InputError(f"{target}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise InputError(f"{target}: directory {directory} is not writable")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise InputError(f"{target}: cannot create a file in {directory} ({error.strerror})") from error
     os.close(handle)
     temporary_path = Path(temporary)
     # mkstemp creates the file as 0600; give the output the mode a plain open() would.

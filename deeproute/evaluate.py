@@ -10,6 +10,7 @@ import torch
 
 from deeproute.checkpoint import load_model
 from deeproute.dataset import open_dataset
+from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.metrics import PixelCounts
 from deeproute.model import compare_scores
@@ -38,7 +39,7 @@ def evaluate_file(
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    target = resolve_device(device)
     with open_dataset(data) as dataset:
         if len(dataset) == 0:
             raise InputError(f"{data}: the dataset is empty (N = 0)")

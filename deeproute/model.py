@@ -1,7 +1,7 @@
 """The 15-stage fully convolutional routing network of Jain & Okabe (2017).
 
     pins (N, 1, H, W)
-      -> stage 1:     conv (H+1)x(W+1), 1 -> C, "same" padding, batch norm, LeakyReLU
+      -> stage 1:     conv (H+1)x(W+1) for even H and W, 1 -> C, "same" padding, batch norm, LeakyReLU
       -> stages 2-14: conv 3x3, C -> C, batch norm, LeakyReLU
       -> stage 15:    conv 3x3, C -> 16, bias, no norm or activation
     scores (N, 16, H, W): an (off, on) score pair per layer, channel 2*l is 'off' and
@@ -30,14 +30,14 @@ class FCNConfig:
     width: int = 32  # grid columns
     channels: int = 16  # feature maps per hidden stage
     stages: int = 15  # convolution stages in total, the last one being the score stage
-    first_kernel: tuple[int, int] | None = None  # None: (H+1, W+1), so a pixel sees the whole grid
+    first_kernel: tuple[int, int] | None = None  # None: smallest odd sizes above (H, W), so a pixel sees the whole grid
     negative_slope: float = 0.01  # LeakyReLU slope
     layers: int = stack.NUM_LAYERS  # output layers, each with an (off, on) score pair
 
     def kernel(self) -> tuple[int, int]:
         """Return the (rows, columns) size of the first convolution's kernel."""
         if self.first_kernel is None:
-            return self.height + 1, self.width + 1
+            return _odd_above(self.height), _odd_above(self.width)
         return tuple(self.first_kernel)
 
     def validate(self) -> None:
@@ -45,8 +45,8 @@ class FCNConfig:
             raise InputError(f"the network needs at least 2 stages, got {self.stages}")
         if self.channels < 1:
             raise InputError(f"channels must be positive, got {self.channels}")
-        if min(self.kernel()) < 1:
-            raise InputError(f"first kernel must be positive, got {self.kernel()}")
+        if min(self.kernel()) < 1 or any(size % 2 == 0 for size in self.kernel()):
+            raise InputError(f"first kernel must be odd and positive so that 'same' padding is symmetric, got {self.kernel()}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -59,6 +59,11 @@ class FCNConfig:
         if known.get("first_kernel") is not None:
             known["first_kernel"] = tuple(int(v) for v in known["first_kernel"])
         return cls(**known)
+
+
+def _odd_above(size: int) -> int:
+    """Return the smallest odd number larger than `size` (33 for 32, 35 for 33)."""
+    return size + 1 if size % 2 == 0 else size + 2
 
 
 class Stage(nn.Sequential):

@@ -25,6 +25,7 @@ import torch
 
 from deeproute.check import NetCheck, check_net
 from deeproute.decode import decode
+from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.layout import Layout
 from deeproute.pinsfile import Net, PinsFile, read_pins_file
@@ -39,6 +40,7 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 ROUTES_JSON = "routes.json"
 ROUTES_GDS = "routes.gds"
 ROUTES_FIGURE = "routes.png"
+OUTPUT_NAMES = (ROUTES_JSON, ROUTES_GDS, ROUTES_FIGURE)
 
 
 @dataclass
@@ -56,19 +58,6 @@ class RoutedNet:
     def repaired(self) -> bool:
         """True when repair changed the routing channels of the prediction."""
         return self.repair.changed
-
-
-def resolve_device(option: str = "auto") -> torch.device:
-    """Resolve 'auto', 'cpu', 'cuda' or 'cuda:N' to a device, raising InputError when CUDA is absent."""
-    if option == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(option)
-    except RuntimeError:
-        raise InputError(f"invalid device {option!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {option} requested but no CUDA GPU is available")
-    return device
 
 
 def torch_scorer(model: torch.nn.Module, device: str = "auto") -> Scorer:
@@ -175,8 +164,8 @@ def route_pins_file(
     """Route a pins file into out_dir/routes.json, routes.gds and routes.png.
 
     Every input is validated before any file is written, and the files appear in `out_dir`
-    only once all three are complete. `out_dir` may be missing or empty. A non-empty one is
-    rejected unless `overwrite` is set, which deletes its old contents.
+    only once all three are complete. Earlier routes files in `out_dir` are rejected unless
+    `overwrite` is set; other files there are kept.
 
     Args:
         model_path: float checkpoint; None (with no `int8_dir`) is the shipped model.
@@ -220,54 +209,49 @@ def route_pins_file(
 
 
 def check_output_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
-    """Reject an output directory that cannot receive the routes, before any work is done."""
+    """Reject an output directory that cannot receive the routes, before any work is done.
+
+    Other files in the directory are never touched; only earlier routes files are
+    replaced, and only with `overwrite`.
+    """
     target = Path(os.path.abspath(out_dir))  # normalizes "." and "..", so `parent` is the real parent
     parent = target.parent
     if target.exists() and not target.is_dir():
         raise InputError(f"{target}: exists and is not a directory; give a directory for the routes")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise InputError(f"{target}: directory is not empty; pass --overwrite to replace its contents")
+    existing = [name for name in OUTPUT_NAMES if (target / name).exists()]
+    if existing and not overwrite:
+        raise InputError(f"{target}: already holds {', '.join(existing)}; pass --overwrite to replace them")
     if not parent.is_dir():
         raise InputError(f"{target}: parent directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{target}: parent directory {parent} is not writable")
+    writable = target if target.is_dir() else parent
+    if not os.access(writable, os.W_OK):
+        raise InputError(f"{target}: directory {writable} is not writable")
 
 
 @contextlib.contextmanager
 def staged_directory(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty staging directory next to `out_dir` that replaces it on success.
+    """Yield an empty staging directory; on success its files are renamed into `out_dir`.
 
     On any exception, KeyboardInterrupt included, the staging directory is deleted and
-    `out_dir` is left as it was. An empty `out_dir` is replaced by one rename; a non-empty
-    one (only with `overwrite`) is first moved aside and deleted after the swap.
+    `out_dir` is left as it was. Files of `out_dir` that the staging directory does not
+    hold are kept.
     """
     target = Path(os.path.abspath(out_dir))
     check_output_dir(target, overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp creates 0700, so apply the mode mkdir would
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as error:
+        raise InputError(f"{target}: cannot write next to it ({error.strerror})") from error
     try:
         yield staging
-        _replace_directory(staging, target)
+        target.mkdir(mode=0o777, exist_ok=True)
+        for produced in sorted(staging.iterdir()):
+            os.chmod(produced, 0o666 & ~_current_umask())  # give the mode a plain open() would
+            os.replace(produced, target / produced.name)
+        staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    if not target.exists() or not any(target.iterdir()):
-        os.replace(staging, target)  # POSIX rename() replaces an empty directory in one step
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    previous = aside / "previous"
-    os.replace(target, previous)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(previous, target)  # put the old contents back
-        aside.rmdir()
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-    logger.info("replaced the previous contents of %s", target)
 
 
 def _current_umask() -> int:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from deeproute import checkpoint as ckpt
 from deeproute.dataset import load_arrays
+from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.metrics import PixelCounts
 from deeproute.model import FCNConfig, RoutingFCN, compare_scores, pair_logits
@@ -67,6 +68,12 @@ class TrainConfig:
             raise InputError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.amp not in ("auto", "bf16", "off"):
             raise InputError(f"unknown mixed-precision mode {self.amp!r}; expected auto, bf16 or off")
+        if self.step_epochs < 1:
+            raise InputError(f"step epochs must be at least 1, got {self.step_epochs}")
+        if not 0 < self.step_factor <= 1:
+            raise InputError(f"step factor must be in (0, 1], got {self.step_factor}")
+        if self.weight_decay < 0 or self.weight_decay != self.weight_decay:
+            raise InputError(f"weight decay must be non-negative, got {self.weight_decay}")
         if self.fresh_count is not None and self.fresh_count < 1:
             raise InputError(f"fresh sample count must be positive, got {self.fresh_count}")
 
@@ -109,6 +116,7 @@ def train(
     """
     config.validate()
     out = Path(out_dir)
+    resolve_device(config.device)  # reject a bad --device before any work
     distributed = _init_distributed(config.device)
     device = _pick_device(config.device, distributed)
     amp_dtype = _amp_dtype(config.amp, device)
@@ -132,6 +140,16 @@ def train(
         model = ckpt.build_model(state, last_path)
         if tuple(state["grid"]) != grid:
             raise InputError(f"{last_path}: checkpoint grid {state['grid']} does not fit the data grid {list(grid)}")
+        declared = FCNConfig.from_dict(state["model_config"]).to_dict()
+        for key, value in (model_config or {}).items():
+            wanted = list(value) if isinstance(value, tuple) else value
+            if declared.get(key) != wanted:
+                raise InputError(
+                    f"{last_path}: the run was trained with {key} = {declared.get(key)}, not {wanted}; "
+                    f"drop that option to resume or start a new run in another folder"
+                )
+        if "training" not in state:
+            raise InputError(f"{last_path}: checkpoint holds no training state to resume from")
         training = state["training"]
         config = TrainConfig(**{**training["config"], "epochs": config.epochs, "device": config.device})
         config.class_weights = tuple(config.class_weights)
@@ -145,7 +163,12 @@ def train(
         model = RoutingFCN(FCNConfig(height=grid[0], width=grid[1], **overrides))
         state = None
     if distributed.main:
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out}: exists and is not a directory; give a folder for the run")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"{out}: cannot create the run folder ({error.strerror})") from error
 
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -331,14 +354,10 @@ def _init_distributed(device_option: str) -> _Distributed:
 
 
 def _pick_device(option: str, distributed: _Distributed) -> torch.device:
-    if option == "auto":
-        option = "cuda" if torch.cuda.is_available() else "cpu"
-    if option.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError("device cuda requested but no CUDA GPU is available")
-        if distributed.enabled:
-            return torch.device("cuda", distributed.local_rank)
-    return torch.device(option)
+    device = resolve_device(option)
+    if device.type == "cuda" and distributed.enabled:
+        return torch.device("cuda", distributed.local_rank)
+    return device
 
 
 def _amp_dtype(mode: str, device: torch.device):

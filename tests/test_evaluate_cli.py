@@ -111,3 +111,83 @@ def test_train_rejects_bad_validation_file(small_data, tmp_path):
     assert result.returncode == 2
     assert "absent.h5: file not found" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_json_kept_without_overwrite(tiny_run, small_data, tmp_path):
+    report = tmp_path / "scores.json"
+    report.write_text("mine")
+    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", report, "--no-route")
+    assert result.returncode == 2
+    assert "already exists; pass --overwrite" in result.stderr
+    assert report.read_text() == "mine"
+
+
+def test_evaluate_json_missing_folder_fails_first(tiny_run, small_data, tmp_path):
+    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", tmp_path / "absent" / "s.json")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    assert result.stdout == ""  # rejected before any scoring
+
+
+@pytest.mark.parametrize("device, message", [("bogus", "invalid device"), ("meta", "unsupported device"), ("cuda:7", "cuda")])
+def test_evaluate_bad_device(device, message, tiny_run, small_data):
+    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--device", device, "--no-route")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_rejects_pins_not_matching_x(tiny_run, small_data, tmp_path):
+    with h5py.File(small_data[1]) as source:
+        pins = source["pins"][:20]
+        shifted = tmp_path / "shifted.h5"
+        _write(shifted, X=source["X"][:20], Y=source["Y"][:20], pins=np.where(pins >= 0, (pins + 1) % 16, pins))
+    result = _run("evaluate", shifted, "--model", tiny_run / "best.pt")
+    assert result.returncode == 2
+    assert "sample 0: the pins dataset does not match the pin map X" in result.stderr
+
+
+def test_evaluate_rejects_nan_weights(tiny_run, small_data, tmp_path):
+    checkpoint = load_checkpoint(tiny_run / "best.pt")
+    checkpoint["state_dict"]["scores.bias"][0] = float("nan")
+    broken = tmp_path / "nan.pt"
+    torch.save(checkpoint, broken)
+    result = _run("evaluate", small_data[1], "--model", broken, "--no-route")
+    assert result.returncode == 2
+    assert "NaN or infinite weights" in result.stderr
+
+
+def test_train_rejects_zero_step_epochs(small_data, tmp_path):
+    result = _run("train", "--train", small_data[0], "--val", small_data[1], "--out", tmp_path / "run",
+                  "--schedule", "step", "--step-epochs", "0")
+    assert result.returncode == 2
+    assert "step epochs must be at least 1" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_resume_rejects_other_architecture(tiny_run, small_data, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    result = _run("train", "--train", small_data[0], "--val", small_data[1], "--out", copy, "--resume", "--stages", "5")
+    assert result.returncode == 2
+    assert "trained with stages = 4, not 5" in result.stderr
+
+
+def test_sigterm_leaves_no_partial_file(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "big.h5"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deeproute", "generate", str(out), "-n", "3000000", "--quiet", "--workers", "1"],
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 60
+    while not any(tmp_path.iterdir()) and time.time() < deadline:
+        time.sleep(0.05)  # wait until the temporary file exists
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

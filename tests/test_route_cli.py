@@ -103,24 +103,36 @@ def test_route_csv_needs_matching_grid(tmp_path, model32):
     assert not out.exists()
 
 
-def test_route_rejects_non_empty_dir(tmp_path, model32):
+def test_route_keeps_other_files(tmp_path, model32):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = _route(EXAMPLE, "--out", out, "--model", model32)
-    assert result.exit_code == 2
-    assert "directory is not empty; pass --overwrite" in result.output
-    assert [path.name for path in out.iterdir()] == ["keep.txt"]
+    result = _route(EXAMPLE, "--out", out, "--model", model32, "--quiet", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert {path.name for path in out.iterdir()} == OUTPUTS | {"keep.txt"}
+    assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_route_overwrite_replaces_contents(tmp_path, model32):
+def test_route_rejects_existing_routes(tmp_path, model32):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "routes.json").write_text("old")
+    result = _route(EXAMPLE, "--out", out, "--model", model32)
+    assert result.exit_code == 2
+    assert "already holds routes.json; pass --overwrite" in result.output
+    assert (out / "routes.json").read_text() == "old"
+
+
+def test_route_overwrite_replaces_routes_only(tmp_path, model32):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "routes.json").write_text("old")
+    (out / "notes.txt").write_text("mine")
     result = _route(EXAMPLE, "--out", out, "--model", model32, "--overwrite", "--quiet", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert {path.name for path in out.iterdir()} == OUTPUTS
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no staging or old copy left
+    assert {path.name for path in out.iterdir()} == OUTPUTS | {"notes.txt"}
+    assert (out / "routes.json").read_text() != "old"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no staging folder left
 
 
 def test_route_accepts_empty_dir(tmp_path, model32):
