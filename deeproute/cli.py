@@ -392,11 +392,14 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
 @click.option("--val", "val_path", type=click.Path(), default=None,
               help="Validation dataset (HDF5); the report then compares float and integer F1 on it.")
 @click.option("--epochs", type=int, default=None, help="TQT epochs [default: 3]; needs --train.")
-@click.option("--weight-bits", type=int, default=8, show_default=True, help="Weight bit width, 2-16; 4 gives W4A8.")
+@click.option("--weight-bits", type=int, default=8, show_default=True,
+              help="Weight bit width, 2-16; 4 gives W4A8. Below 8 bits, use --train: static calibration alone "
+                   "loses most of the F1.")
 @click.option("--calibration", type=click.Choice(["max", "percentile", "klj"]), default="max", show_default=True,
               help="Rule for the activation thresholds.")
-@click.option("--weight-calibration", type=click.Choice(["max", "mse"]), default="max", show_default=True,
-              help="Rule for the weight thresholds: max |w|, or the power of 2 with the least squared error.")
+@click.option("--weight-calibration", type=click.Choice(["max", "mse"]), default=None,
+              help="Rule for the weight thresholds: max |w|, or the power of 2 with the least squared error "
+                   "[default: mse below 8 weight bits, else max].")
 @click.option("--percentile", type=float, default=99.99, show_default=True,
               help="Percentile of |x| used by --calibration percentile.")
 @click.option("--calib-samples", type=int, default=2000, show_default=True,
@@ -405,9 +408,13 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
 @click.option("--val-samples", type=int, default=None, help="Use the first N validation samples [default: all].")
 @click.option("--batch-size", type=int, default=100, show_default=True,
               help="Samples per batch in calibration and retraining.")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate of weights and biases.")
-@click.option("--threshold-lr", type=float, default=1e-2, show_default=True,
-              help="Adam learning rate of the log2 thresholds.")
+@click.option("--lr", type=float, default=None,
+              help="Adam learning rate of weights and biases [default: 1e-4 at 8 or more weight bits, else 1e-3].")
+@click.option("--threshold-lr", type=float, default=None,
+              help="Adam learning rate of the log2 thresholds [default: 1e-2 at 8 or more weight bits, else 1e-3].")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="TQT learning-rate schedule; cosine decays both rates to 0 over all steps "
+                   "[default: constant at 8 or more weight bits, else cosine].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the retraining sample order.")
 @click.option("--device", default="auto", show_default=True, help="Device for retraining: auto, cpu, cuda or cuda:N.")
 @click.option("--overwrite", is_flag=True, help="Replace an integer model already in OUT.")
@@ -415,7 +422,7 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
 @_report_input_errors
 def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weight_bits, calibration,
              weight_calibration, percentile, calib_samples, train_samples, val_samples, batch_size, lr,
-             threshold_lr, seed, device, overwrite, quiet):
+             threshold_lr, schedule, seed, device, overwrite, quiet):
     """Quantize a float checkpoint to integer arithmetic (TQT) and export it as npz/JSON and ONNX."""
     from deeproute.quant.pipeline import QuantizeConfig, quantize_checkpoint
 
@@ -425,8 +432,14 @@ def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weig
         weight_bits=weight_bits, calibration=calibration, weight_calibration=weight_calibration,
         percentile=percentile, calib_samples=calib_samples, batch_size=batch_size,
         epochs=3 if epochs is None else epochs, train_samples=train_samples, val_samples=val_samples,
-        lr=lr, threshold_lr=threshold_lr, seed=seed, device=device,
+        lr=lr, threshold_lr=threshold_lr, schedule=schedule, seed=seed, device=device,
     )
+    config.validate()
+    if weight_bits < 8 and train_path is None:
+        click.echo(
+            f"warning: static quantization with {weight_bits}-bit weights usually loses most of the F1; "
+            f"pass --train to retrain with TQT", err=True,
+        )
 
     def report_epoch(record):
         if not quiet:
@@ -437,14 +450,32 @@ def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weig
         model_path, calib_path, out_dir, config, train_path=train_path, val_path=val_path,
         overwrite=overwrite, progress=_show_progress(quiet), on_epoch=report_epoch,
     )
+    # Warnings go to stderr even with --quiet: the model was written but may be unusable.
+    if report["clipped_biases_total"]:
+        click.echo(
+            f"warning: {report['clipped_biases_total']} biases exceed the int32 range and were clipped "
+            f"(per stage: {report['clipped_biases']}); use fewer weight bits", err=True,
+        )
+    drop = report.get("validation", {}).get("f1_drop_points", 0.0)
+    if drop > F1_DROP_WARNING_POINTS:
+        click.echo(f"warning: the integer model's F1 is {drop:.2f} points below the float model's", err=True)
     if quiet:
         return
     click.echo(f"wrote model.npz, model.json, model.onnx and report.json to {out_dir} ({report['mode']})")
-    if sum(report["clipped_biases"]):
-        click.echo(f"clipped biases per stage (int16 range): {report['clipped_biases']}")
     if "validation" in report:
         validation = report["validation"]
         click.echo(
             f"F1 on {validation['samples']} validation samples: float {validation['float']['f1']:.4f}, "
-            f"integer {validation['int8']['f1']:.4f} ({validation['f1_drop_points']:+.2f} points lost)"
+            f"integer {validation['int8']['f1']:.4f} ({_describe_f1_change(validation['f1_drop_points'])})"
         )
+
+
+F1_DROP_WARNING_POINTS = 5.0  # a larger loss of the integer model is printed as a warning
+
+
+def _describe_f1_change(drop_points: float) -> str:
+    """Describe an F1 drop in points as 'N points below float' or 'N points above float'."""
+    rounded = round(drop_points, 2)
+    if rounded == 0:
+        return "the same as float to 0.01 points"
+    return f"{abs(rounded):.2f} points {'below' if rounded > 0 else 'above'} float"

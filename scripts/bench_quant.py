@@ -1,9 +1,10 @@
 """Measure what quantization costs the routing FCN: F1 and inference speed.
 
 On one validation set it prints the F1 of the float32 model, of static INT8 with each
-calibration rule, and of TQT INT8 and TQT W4A8. A float32 control is fine-tuned with the
-same data, steps and learning rate as TQT, so that the gain of extra training is not read
-as a gain of TQT. Then it times float PyTorch, the numpy integer engine and onnxruntime on
+calibration rule, and of TQT INT8 and TQT W4A8, each retrained with the settings that
+`deeproute quantize` uses for its weight bit width (deeproute.quant.retrain.
+default_retrain_settings). A float32 control is fine-tuned with the same data, steps and
+learning rate as TQT INT8, so that the gain of extra training is not read as a gain of TQT. Then it times float PyTorch, the numpy integer engine and onnxruntime on
 the same samples.
 
 Quantized F1 comes from the fake-quantized model in eval mode, which computes in float64
@@ -18,8 +19,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import os
 import platform
 import time
 
@@ -35,7 +38,7 @@ from deeproute.quant.export import to_integer_model
 from deeproute.quant.fold import fold_batch_norm
 from deeproute.quant.onnx_export import build_onnx
 from deeproute.quant.qmodel import build_quantized_model
-from deeproute.quant.retrain import RetrainConfig, retrain
+from deeproute.quant.retrain import RetrainConfig, default_retrain_settings, retrain
 from deeproute.train import TrainConfig, evaluate_arrays
 
 logger = logging.getLogger("bench_quant")
@@ -73,20 +76,25 @@ def main() -> None:
         rows.append((f"static INT8, {method} calibration", _f1(quantized, val_x, val_y, args.batch_size)))
         logger.info("%s", rows[-1])
 
-    retrain_config = RetrainConfig(epochs=args.epochs, batch_size=args.batch_size, device="cpu")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    retrain_configs = {
+        weight_bits: RetrainConfig(epochs=args.epochs, batch_size=args.batch_size, device="cpu",
+                                   **default_retrain_settings(weight_bits))
+        for weight_bits in (8, 4)
+    }
     tqt_models = {}
     for name, weight_bits, weight_calibration in (("TQT INT8 (W8A8)", 8, "max"), ("TQT W4A8", 4, "mse")):
         quantized = build_quantized_model(folded, thresholds["max"], weight_bits, weight_calibration=weight_calibration)
         if weight_bits != 8:  # static W8A8 with max calibration is already a row
             rows.append((f"static W{weight_bits}A8, {weight_calibration} weight thresholds",
                          _f1(quantized, val_x, val_y, args.batch_size)))
-        retrain(quantized, train_x, train_y, retrain_config)
+        retrain(quantized, train_x, train_y, retrain_configs[weight_bits])
         tqt_models[name] = quantized
         rows.append((name, _f1(quantized, val_x, val_y, args.batch_size)))
         logger.info("%s", rows[-1])
 
     control = fold_batch_norm(model)
-    _fine_tune_float(control, train_x, train_y, retrain_config)
+    _fine_tune_float(control, train_x, train_y, retrain_configs[8])
     rows.append(("float32 control, same fine-tuning", _f1(control, val_x, val_y, args.batch_size)))
 
     speed = _time_engines(model, tqt_models["TQT INT8 (W8A8)"], val_x[: args.speed_samples], args.batch_size)
@@ -95,17 +103,35 @@ def main() -> None:
         "model_epoch": checkpoint.get("metrics", {}).get("epoch"),
         "samples": {"calibration": len(calib_x), "tqt_training": len(train_x), "validation": len(val_x),
                     "timing": min(args.speed_samples, len(val_x))},
-        "tqt": {"epochs": args.epochs, "lr": retrain_config.lr, "threshold_lr": retrain_config.threshold_lr,
-                "activation_init": "max", "weight_init": {"W8A8": "max", "W4A8": "mse"}},
+        "tqt": {
+            f"W{bits}A8": {"epochs": config.epochs, "lr": config.lr, "threshold_lr": config.threshold_lr,
+                           "schedule": config.schedule}
+            for bits, config in retrain_configs.items()
+        },
+        "tqt_init": {"activations": "max", "weights": {"W8A8": "max", "W4A8": "mse"}},
         "f1": {name: f1 for name, f1 in rows},
         "speed": speed,
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} torch threads",
+        "machine": f"{_cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} torch threads, numpy {np.__version__}",
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     _print_tables(rows, speed)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
+
+
+def _cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, or platform's guess elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _f1(model, inputs, labels, batch_size) -> float:

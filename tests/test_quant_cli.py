@@ -1,11 +1,14 @@
 """`deeproute quantize` and `deeproute evaluate --int8` on good and bad input."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from deeproute.cli import main
@@ -49,10 +52,102 @@ def test_quantize_report_compares_f1(static_export):
     out, _ = static_export
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "static"
+    assert report["settings"]["epochs"] == 0
+    assert report["device"] is None
     assert report["validation"]["samples"] == 200
     assert 0.0 <= report["validation"]["int8"]["f1"] <= 1.0
     drop = 100 * (report["validation"]["float"]["f1"] - report["validation"]["int8"]["f1"])
     assert report["validation"]["f1_drop_points"] == pytest.approx(drop)
+
+
+def test_quantize_summary_states_f1_change(static_export):
+    _, result = static_export
+    summary = [line for line in result.output.splitlines() if line.startswith("F1 on")]
+    assert len(summary) == 1
+    assert "-0.00" not in summary[0]
+    assert re.search(r"\((\d+\.\d\d points (below|above) float|the same as float to 0\.01 points)\)$", summary[0])
+
+
+def test_quantize_16_bit_weights_keep_f1(tmp_path, tiny_run, small_data):
+    train, val = small_data
+    out = tmp_path / "w16"
+    result = _invoke(
+        "quantize", "--model", tiny_run / "best.pt", "--calib", train, "--calib-samples", 200,
+        "--val", val, "--weight-bits", 16, "--batch-size", 50, "--out", out,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["clipped_biases_total"] == 0
+    assert 32 in report["bias_bits"]
+    assert abs(report["validation"]["f1_drop_points"]) < 1.0
+    assert "warning" not in result.stderr
+    manifest = json.loads((out / "model.json").read_text())
+    assert [stage["bias_bits"] for stage in manifest["stages"]] == report["bias_bits"]
+
+
+def test_quantize_static_low_bits_warns(tmp_path, tiny_run, small_data):
+    train, _ = small_data
+    result = _invoke(
+        "quantize", "--model", tiny_run / "best.pt", "--calib", train, "--calib-samples", 100,
+        "--weight-bits", 4, "--batch-size", 50, "--out", tmp_path / "w4", "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: static quantization with 4-bit weights" in result.stderr
+    assert "--train" in result.stderr
+    report = json.loads((tmp_path / "w4" / "report.json").read_text())
+    assert report["settings"]["weight_calibration"] == "mse"
+
+
+def test_quantize_help_mentions_low_bit_retraining():
+    result = _invoke("quantize", "--help")
+    assert result.exit_code == 0
+    assert "Below 8 bits, use --train" in " ".join(result.output.split())
+
+
+def test_quantize_rejects_nan_checkpoint(tmp_path, tiny_run, small_data):
+    checkpoint = torch.load(tiny_run / "best.pt", map_location="cpu", weights_only=True)
+    name = next(key for key, value in checkpoint["state_dict"].items() if value.is_floating_point() and value.numel() > 1)
+    checkpoint["state_dict"][name].view(-1)[0] = float("nan")
+    broken = tmp_path / "nan.pt"
+    torch.save(checkpoint, broken)
+    out = tmp_path / "out"
+    result = _invoke("quantize", "--model", broken, "--calib", small_data[0], "--out", out)
+    _assert_one_line_error(result, "NaN")
+    assert not out.exists()
+
+
+def _broken_int8_folder(source, destination, manifest_text=None, truncate_arrays=False, edit=None):
+    destination.mkdir()
+    for name in ("model.json", "model.npz"):
+        shutil.copy(source / name, destination / name)
+    if manifest_text is not None:
+        (destination / "model.json").write_text(manifest_text)
+    if edit is not None:
+        manifest = json.loads((destination / "model.json").read_text())
+        edit(manifest)
+        (destination / "model.json").write_text(json.dumps(manifest))
+    if truncate_arrays:
+        content = (destination / "model.npz").read_bytes()
+        (destination / "model.npz").write_bytes(content[: len(content) // 2])
+    return destination
+
+
+def test_int8_commands_reject_malformed_folders(tmp_path, static_export, small_data):
+    good = static_export[0]
+
+    def huge_shift(manifest):
+        manifest["leaky_relu"]["shift"] = 100
+
+    folders = [
+        (_broken_int8_folder(good, tmp_path / "truncated", truncate_arrays=True), "model.npz: not a readable npz archive"),
+        (_broken_int8_folder(good, tmp_path / "list", manifest_text="[]"), "model.json: the manifest must be a JSON object"),
+        (_broken_int8_folder(good, tmp_path / "shift", edit=huge_shift), "model.json: leaky_relu.shift must be an integer"),
+    ]
+    pins = tmp_path / "pins.csv"
+    pins.write_text("net,x,y\na,1,1\na,5,9\n")
+    for folder, message in folders:
+        _assert_one_line_error(_invoke("evaluate", small_data[1], "--int8", folder), message)
+        _assert_one_line_error(_invoke("route", pins, "--grid", 16, "--int8", folder, "--out", tmp_path / "routes"), message)
 
 
 def test_evaluate_int8_matches_report(static_export, small_data, tmp_path):
@@ -88,6 +183,11 @@ def test_quantize_tqt_w4a8(tmp_path, tiny_run, small_data):
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "tqt"
     assert len(report["retraining"]) == 1
+    assert report["device"] in ("cpu", "cuda")
+    assert report["settings"]["weight_calibration"] == "mse"
+    assert report["settings"]["lr"] == 1e-3
+    assert report["settings"]["threshold_lr"] == 1e-3
+    assert report["settings"]["schedule"] == "cosine"
     weights = np.load(out / "model.npz", allow_pickle=False)["stage1.weight"]
     assert weights.min() >= -8
     assert weights.max() <= 7
@@ -110,6 +210,7 @@ def test_quantize_rejects_bad_input(tmp_path, tiny_run, small_data, static_expor
         (("quantize", "--model", model, "--calib", small_grid, "--out", out), "8x8 grid"),
         ((*base, "--model", model, "--calib-samples", 30, "--batch-size", 50), "fewer than one batch"),
         ((*base, "--model", model, "--epochs", 2), "--epochs needs --train"),
+        ((*base, "--model", model, "--device", "bogus"), "invalid device 'bogus'"),
         (("quantize", "--model", model, "--calib", train, "--out", static_export[0]), "--overwrite"),
     ]
     for args, message in cases:

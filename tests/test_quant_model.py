@@ -13,7 +13,7 @@ from deeproute.quant.calibrate import CalibrationConfig, _Histogram, calibrate_a
 from deeproute.quant.export import save_integer_model, to_integer_model
 from deeproute.quant.fold import FoldedFCN, fold_batch_norm
 from deeproute.quant.integer import load_int8_engine, rounding_right_shift
-from deeproute.quant.qmodel import QuantizedFCN, build_quantized_model
+from deeproute.quant.qmodel import QuantizedFCN, bias_bit_width, build_quantized_model
 from deeproute.quant.retrain import RetrainConfig, retrain
 
 
@@ -46,7 +46,7 @@ def _quantized(model, inputs, method="max", weight_bits=8):
     return build_quantized_model(folded, thresholds, weight_bits=weight_bits)
 
 
-@pytest.mark.parametrize("first_kernel", [None, (4, 4), (3, 5)])
+@pytest.mark.parametrize("first_kernel", [None, (5, 5), (3, 5)])
 def test_folded_model_matches_batch_norm(first_kernel):
     model = _random_model(first_kernel=first_kernel)
     inputs, _ = _nets(50)
@@ -193,6 +193,35 @@ def test_export_round_trip(tmp_path):
         assert stage["shift"] == stage["output_exponent"] - stage["input_exponent"] - stage["weight_exponent"]
 
 
+@pytest.mark.parametrize("weight_bits", [12, 16])
+def test_wide_weights_keep_biases_in_int32(tmp_path, weight_bits):
+    # At 16 weight bits the accumulator scale is 2^8 finer than at 8 bits. Biases of a few
+    # tenths then need more than 16 bits, and int16 would clip them.
+    inputs, _ = _nets(100)
+    quantized = _quantized(_random_model(), inputs, weight_bits=weight_bits)
+    assert quantized.clipped_biases() == [0, 0, 0, 0]
+    assert 32 in quantized.bias_bit_widths()
+
+    engine = to_integer_model(quantized)
+    save_integer_model(engine, tmp_path)
+    loaded = load_int8_engine(tmp_path)
+    manifest = json.loads((tmp_path / "model.json").read_text())
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:
+        for index, stage in enumerate(manifest["stages"]):
+            assert stage["bias_bits"] == quantized.bias_bit_widths()[index]
+            assert archive[stage["bias"]].dtype == (np.int32 if stage["bias_bits"] == 32 else np.int16)
+    with torch.no_grad():
+        expected = quantized(torch.from_numpy(inputs)).numpy()
+    assert np.array_equal(loaded.scores(inputs) * 2.0**loaded.score_exponent, expected)
+
+
+def test_bias_bit_width_hand_worked():
+    # At scale 2^-15: 0.5 -> 16384 and -1.0 -> -32768 fit int16, 1.0 -> 32768 does not.
+    assert bias_bit_width(torch.tensor([0.5, -1.0]), -15) == 16
+    assert bias_bit_width(torch.tensor([0.5, 1.0]), -15) == 32
+    assert bias_bit_width(torch.tensor([1.0]), -14) == 16
+
+
 def test_scores_are_int32_with_16_channels():
     inputs, _ = _nets(10)
     engine = to_integer_model(_quantized(_random_model(), _nets(100)[0]))
@@ -244,6 +273,89 @@ def test_loader_rejects_bad_folders(tmp_path):
     for name, (folder, message) in cases.items():
         with pytest.raises(InputError, match=message):
             load_int8_engine(folder)
+
+
+def _set(path, value):
+    """Return a manifest edit that sets the field at `path` (keys and list indices) to `value`."""
+
+    def edit(manifest):
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return edit
+
+
+def _delete(path):
+    def edit(manifest):
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+
+    return edit
+
+
+MALFORMED_MANIFESTS = [
+    # (case, edit, words the message must contain)
+    ("leaky shift 100", _set(["leaky_relu", "shift"], 100), "leaky_relu.shift must be an integer within 0..31, got 100"),
+    ("leaky numerator too large", _set(["leaky_relu", "numerator"], 2**16), "leaky_relu.numerator"),
+    ("string exponent", _set(["stages", 1, "weight_exponent"], "-7"), "stages[1].weight_exponent must be an integer"),
+    ("float bits", _set(["stages", 0, "weight_bits"], 8.0), "stages[0].weight_bits must be an integer"),
+    ("boolean bits", _set(["stages", 0, "output_bits"], True), "stages[0].output_bits"),
+    ("bias bits 24", _set(["stages", 2, "bias_bits"], 24), "stages[2].bias_bits must be 16 or 32"),
+    ("missing shift", _delete(["stages", 3, "shift"]), "field stages[3].shift is missing"),
+    ("huge exponent", _set(["stages", 1, "output_exponent"], 10**6), "stages[1].output_exponent"),
+    ("grid of strings", _set(["grid"], ["8", "8"]), "grid must be a list of 2 integers"),
+    ("stages not a list", _set(["stages"], {"0": {}}), "stages must be an array"),
+    ("stage not an object", _set(["stages", 1], [1, 2]), "stages[1] must be a JSON object, got an array"),
+    ("array name not a string", _set(["stages", 0, "weight"], 3), "stages[0].weight must be a non-empty string"),
+    ("unknown array", _set(["stages", 0, "bias"], "nothing"), "array 'nothing', named by"),
+    ("channels differ from array", _set(["stages", 1, "out_channels"], 5), "must be int8 of shape (5, 4, 3, 3)"),
+    ("bias bits differ from array", _set(["stages", 0, "bias_bits"], 32), "must be int32 of shape (4,)"),
+    ("activation", _set(["stages", 3, "activation"], "relu"), "stages[3].activation must be one of"),
+    ("score exponent", _set(["scores", "exponent"], 99), "scores.exponent must be the integer"),
+    ("input exponent", _set(["input", "exponent"], 1), "input.exponent must be the integer 0"),
+    ("negative shift", _set(["stages", 0, "negative_shift"], 0), "stages[0].negative_shift"),
+    ("format version", _set(["format_version"], 2), "format version 2 is not supported"),
+]
+
+
+@pytest.mark.parametrize("case, edit, message", MALFORMED_MANIFESTS, ids=[c[0] for c in MALFORMED_MANIFESTS])
+def test_loader_names_bad_field(tmp_path, case, edit, message):
+    engine = to_integer_model(_quantized(_random_model(), _nets(100)[0]))
+    good = tmp_path / "good"
+    save_integer_model(engine, good)
+    broken = _broken_copy(good, tmp_path / "broken", edit_manifest=edit)
+    with pytest.raises(InputError) as raised:
+        load_int8_engine(broken)
+    assert message in str(raised.value)
+    assert str(broken) in str(raised.value)
+
+
+def test_loader_rejects_damaged_files(tmp_path):
+    engine = to_integer_model(_quantized(_random_model(), _nets(100)[0]))
+    good = tmp_path / "good"
+    save_integer_model(engine, good)
+
+    truncated = _broken_copy(good, tmp_path / "truncated")
+    content = (truncated / "model.npz").read_bytes()
+    (truncated / "model.npz").write_bytes(content[: len(content) // 2])
+    with pytest.raises(InputError, match="model.npz: not a readable npz archive"):
+        load_int8_engine(truncated)
+
+    listed = _broken_copy(good, tmp_path / "listed")
+    (listed / "model.json").write_text("[1, 2, 3]")
+    with pytest.raises(InputError, match="the manifest must be a JSON object, got an array"):
+        load_int8_engine(listed)
+
+    def extra_array(arrays):
+        arrays["stray"] = np.zeros(3, dtype=np.int8)
+
+    stray = _broken_copy(good, tmp_path / "stray", edit_arrays=extra_array)
+    with pytest.raises(InputError, match="contains arrays that no stage of .* names: stray"):
+        load_int8_engine(stray)
 
 
 def test_engine_rejects_bad_pin_maps():

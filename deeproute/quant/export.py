@@ -25,6 +25,7 @@ from deeproute.quant.integer import (
     IntegerFCN,
     IntegerStage,
     accumulator_bound,
+    bias_dtype,
     storage_dtype,
 )
 from deeproute.quant.qmodel import INPUT_EXPONENT, SLOPE_SHIFT, QuantizedFCN
@@ -36,27 +37,31 @@ logger = logging.getLogger(__name__)
 def to_integer_model(model: QuantizedFCN, metadata: dict | None = None) -> IntegerFCN:
     """Return the IntegerFCN that computes exactly what `model` computes in eval mode.
 
-    Biases outside the int16 range are clipped, as the fake-quantized model clips them, and
-    a warning gives the count. Raises InputError when an int32 accumulator could overflow.
+    Each stage's biases are int16 when they all fit, else int32. Biases outside the int32
+    range are clipped, as the fake-quantized model clips them, and a warning gives the count.
+    Raises InputError when an int32 accumulator could overflow.
     """
     stages = []
     exponents = model.exponents()
     last = len(exponents) - 1
-    bias_low, bias_high = integer_range(model.bias_bits, signed=True)
+    bias_bit_widths = model.bias_bit_widths()
     clipped = model.clipped_biases()
     for index, stage_exponents in enumerate(exponents):
         weight = model.weight_quantizers[index].integers(model.weights[index]).numpy()
+        bias_bits = bias_bit_widths[index]
+        bias_low, bias_high = integer_range(bias_bits, signed=True)
         with torch.no_grad():
             bias = torch.round(model.biases[index].double() / 2.0 ** stage_exponents["accumulator"])
         bias = bias.clamp(bias_low, bias_high).long().numpy()
         if clipped[index]:
             logger.warning(
-                "stage %d: %d of %d biases exceed the int16 range at scale 2^%d and are clipped",
-                index, clipped[index], bias.size, stage_exponents["accumulator"],
+                "stage %d: %d of %d biases exceed the int%d range at scale 2^%d and are clipped",
+                index, clipped[index], bias.size, bias_bits, stage_exponents["accumulator"],
             )
         stage = IntegerStage(
             weight=weight.astype(storage_dtype(model.weight_bits)),
-            bias=bias.astype(np.int16),
+            bias=bias.astype(bias_dtype(bias_bits)),
+            bias_bits=bias_bits,
             padding=tuple(model.paddings[index]),
             weight_bits=model.weight_bits,
             input_exponent=stage_exponents["input"],
@@ -103,7 +108,7 @@ def manifest_of(engine: IntegerFCN) -> tuple[dict, dict[str, np.ndarray]]:
             "kernel": [rows, columns],
             "padding": list(stage.padding),
             "weight_bits": stage.weight_bits,
-            "bias_bits": 16,
+            "bias_bits": stage.bias_bits,
             "input_exponent": stage.input_exponent,
             "weight_exponent": stage.weight_exponent,
             "accumulator_exponent": stage.accumulator_exponent,

@@ -2,7 +2,7 @@
 
 Per stage, on integers only:
 
-    acc = conv(x, w) + b                         int8 x int8 -> int32, int16 bias
+    acc = conv(x, w) + b                         int8 x int8 -> int32, int16 or int32 bias
     y   = acc >> k                               for acc >= 0, where k = e_out - e_in - e_w
     y   = (acc * 655) >> (k + 16)                for acc < 0, hidden stages (LeakyReLU)
     y   = clip(y, -128, 127)                     int16 range for the scores
@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,15 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "model.json"
 ARRAYS_NAME = "model.npz"
 INT32_MAX = 2**31 - 1
+
+# Limits the loader enforces, so that every integer step of the engine fits int64.
+MAX_GRID = 4096  # pixels per side
+MAX_STAGES = 256
+EXPONENT_RANGE = (-126, 127)  # the scale 2^e must be a normal float32, as ONNX stores it
+SHIFT_RANGE = (-31, 31)  # acc << 31 and acc * 2^31 >> 62 both stay inside int64
+MAX_SLOPE_SHIFT = 31  # acc * 2^31 needs 62 bits
+BIAS_BITS = (16, 32)
+ACTIVATIONS = ("leaky_relu", "none")
 
 
 def rounding_right_shift(values: np.ndarray, shift: int) -> np.ndarray:
@@ -51,8 +62,13 @@ def rounding_right_shift(values: np.ndarray, shift: int) -> np.ndarray:
 
 
 def storage_dtype(bits: int) -> np.dtype:
-    """Return the smallest signed integer dtype for `bits`-bit values."""
+    """Return the smallest signed integer dtype for `bits`-bit values, up to 16 bits."""
     return np.dtype(np.int8) if bits <= 8 else np.dtype(np.int16)
+
+
+def bias_dtype(bias_bits: int) -> np.dtype:
+    """Return the dtype of a stage's biases: int16 or int32."""
+    return np.dtype(np.int16) if bias_bits == 16 else np.dtype(np.int32)
 
 
 @dataclass
@@ -61,7 +77,8 @@ class IntegerStage:
 
     Attributes:
         weight: (C_out, C_in, kh, kw) integers within the signed `weight_bits` range.
-        bias: (C_out,) int16 at the accumulator scale 2^(input_exponent + weight_exponent).
+        bias: (C_out,) int16 or int32 (`bias_bits`) at the accumulator scale
+            2^(input_exponent + weight_exponent).
         padding: (top, bottom, left, right) zero padding, PyTorch's padding="same".
         activation: "leaky_relu" for hidden stages, "none" for the score stage.
     """
@@ -75,6 +92,7 @@ class IntegerStage:
     output_exponent: int
     output_bits: int
     activation: str
+    bias_bits: int = 16
 
     @property
     def accumulator_exponent(self) -> int:
@@ -187,7 +205,8 @@ def _conv_im2col(x: np.ndarray, weight: np.ndarray, padding: tuple[int, int, int
 def load_int8_engine(directory: str | os.PathLike) -> IntegerFCN:
     """Load an exported integer model from `directory` (model.json + model.npz).
 
-    Raises InputError when the folder, a file or a field is missing or inconsistent.
+    Raises InputError, naming the file and the field, when the folder, a file, a field or
+    an array is missing, has the wrong type or is outside its range.
     """
     directory = Path(directory)
     manifest_path = directory / MANIFEST_NAME
@@ -199,126 +218,240 @@ def load_int8_engine(directory: str | os.PathLike) -> IntegerFCN:
             raise InputError(f"{path}: not found; {directory} is not an integer model folder")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InputError(f"{manifest_path}: not valid JSON ({error})") from error
     try:
         with np.load(arrays_path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{arrays_path}: not a readable npz archive ({error})") from error
-    return model_from_manifest(manifest, arrays, manifest_path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise InputError(f"{arrays_path}: not a readable npz archive ({error}); export the model again") from error
+    except KeyError as error:
+        raise InputError(f"{arrays_path}: not a readable npz archive (damaged member list {error})") from error
+    return model_from_manifest(manifest, arrays, manifest_path, arrays_path)
 
 
-def model_from_manifest(manifest: dict, arrays: dict[str, np.ndarray], source: str | os.PathLike = "manifest") -> IntegerFCN:
-    """Build and validate an IntegerFCN from a parsed manifest and its arrays."""
+def model_from_manifest(
+    manifest, arrays: dict[str, np.ndarray], source: str | os.PathLike = "manifest", arrays_source: str | os.PathLike = "arrays"
+) -> IntegerFCN:
+    """Build and validate an IntegerFCN from a parsed manifest and its arrays.
+
+    Raises InputError naming `source` (the manifest) or `arrays_source` and the field.
+    """
     try:
-        return _parse_manifest(manifest, arrays, source)
-    except (KeyError, TypeError, ValueError) as error:
+        return _parse_manifest(manifest, arrays, source, arrays_source)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         if isinstance(error, InputError):
             raise
+        # NOTE: the checks in _parse_manifest should leave nothing for this to catch; it
+        # keeps an unforeseen manifest from ending in a traceback.
         raise InputError(f"{source}: invalid integer model manifest ({type(error).__name__}: {error})") from error
 
 
-def _parse_manifest(manifest: dict, arrays: dict[str, np.ndarray], source) -> IntegerFCN:
-    if manifest.get("format") != FORMAT_NAME:
-        raise InputError(f"{source}: format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise InputError(
-            f"{source}: format version {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})"
-        )
-    if manifest["rounding"] != "half_to_even":
-        raise InputError(f"{source}: rounding {manifest['rounding']!r} is not supported (expected 'half_to_even')")
-    if int(manifest["input"]["exponent"]) != 0:
-        raise InputError(f"{source}: input exponent must be 0 (pin maps of 0 and 1), got {manifest['input']['exponent']}")
-    height, width = (int(v) for v in manifest["grid"])
-    leaky = manifest["leaky_relu"]
-    slope_numerator, slope_shift = int(leaky["numerator"]), int(leaky["shift"])
-    if not 0 <= slope_numerator < 2**slope_shift:
-        raise InputError(f"{source}: LeakyReLU slope {slope_numerator} / 2^{slope_shift} is not within [0, 1)")
+def _parse_manifest(manifest, arrays: dict[str, np.ndarray], source, arrays_source) -> IntegerFCN:
+    fields = _Fields(manifest, "", source)
+    if fields.raw("format") != FORMAT_NAME:
+        raise InputError(f"{source}: format is {fields.raw('format')!r}, expected {FORMAT_NAME!r}")
+    version = fields.raw("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise InputError(f"{source}: format version {version!r} is not supported (expected {FORMAT_VERSION})")
+    fields.choice("rounding", ("half_to_even",))
+    fields.integer("accumulator_bits", 32, 32)
+    height, width = fields.integers("grid", 2, 1, MAX_GRID)
+    model_input = fields.object("input")
+    model_input.integer("exponent", 0, 0)
+    model_input.choice("dtype", ("uint8",))
 
+    leaky = fields.object("leaky_relu")
+    slope_shift = leaky.integer("shift", 0, MAX_SLOPE_SHIFT)
+    slope_numerator = leaky.integer("numerator", 0, 2**slope_shift - 1)
+    if "slope" in leaky.value and leaky.value["slope"] != slope_numerator / 2**slope_shift:
+        raise InputError(f"{source}: leaky_relu.slope must equal numerator / 2^shift = {slope_numerator / 2**slope_shift}")
+
+    entries = fields.array("stages", 1, MAX_STAGES)
     stages = []
     input_exponent = 0
-    for index, entry in enumerate(manifest["stages"]):
-        stage = _parse_stage(entry, arrays, input_exponent, source, index)
+    for index in range(len(entries)):
+        entry = _Fields(entries[index], f"stages[{index}]", source)
+        stage = _parse_stage(entry, arrays, input_exponent, slope_shift, arrays_source)
         stages.append(stage)
         input_exponent = stage.output_exponent
     _check_chain(stages, source)
+
+    named = {name for entry in entries for name in (entry["weight"], entry["bias"])}
+    unnamed = sorted(set(arrays) - named)
+    if unnamed:
+        raise InputError(f"{arrays_source}: contains arrays that no stage of {source} names: {', '.join(unnamed)}")
+
+    scores = fields.object("scores")
+    scores.integer("bits", stages[-1].output_bits, stages[-1].output_bits)
+    scores.integer("exponent", stages[-1].output_exponent, stages[-1].output_exponent)
+    metadata = {}
+    for key in ("quantization", "source"):
+        if key in fields.value:
+            metadata[key] = fields.object(key).value
 
     return IntegerFCN(
         stages=stages,
         grid=(height, width),
         slope_numerator=slope_numerator,
         slope_shift=slope_shift,
-        metadata={key: manifest[key] for key in ("quantization", "source") if key in manifest},
+        metadata=metadata,
     )
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+               float: "a number", type(None): "null"}
+
+
+class _Fields:
+    """One JSON object of the manifest, read with type and range checks.
+
+    Every error names the manifest file and the field's path, e.g. `stages[3].shift`.
+    """
+
+    def __init__(self, value, path: str, source):
+        self.path = path
+        self.source = source
+        if not isinstance(value, dict):
+            raise InputError(f"{source}: {path or 'the manifest'} must be a JSON object, got {_JSON_TYPES.get(type(value), type(value).__name__)}")
+        self.value = value
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def _fail(self, key: str, expected: str) -> InputError:
+        got = self.value[key]
+        shown = repr(got) if len(repr(got)) <= 60 else _JSON_TYPES.get(type(got), type(got).__name__)
+        return InputError(f"{self.source}: {self._name(key)} must be {expected}, got {shown}")
+
+    def raw(self, key: str):
+        if key not in self.value:
+            raise InputError(f"{self.source}: field {self._name(key)} is missing")
+        return self.value[key]
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            expected = f"the integer {low}" if low == high else f"an integer within {low}..{high}"
+            raise self._fail(key, expected)
+        return value
+
+    def integers(self, key: str, length: int, low: int, high: int) -> list[int]:
+        values = self.raw(key)
+        valid = isinstance(values, list) and len(values) == length and all(
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values
+        )
+        if not valid:
+            raise self._fail(key, f"a list of {length} integers within {low}..{high}")
+        return values
+
+    def choice(self, key: str, choices: tuple) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str) or value not in choices:
+            raise self._fail(key, "one of " + ", ".join(repr(c) for c in choices))
+        return value
+
+    def string(self, key: str) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str) or not value:
+            raise self._fail(key, "a non-empty string")
+        return value
+
+    def object(self, key: str) -> _Fields:
+        return _Fields(self.raw(key), self._name(key), self.source)
+
+    def array(self, key: str, low: int, high: int) -> list:
+        value = self.raw(key)
+        if not isinstance(value, list) or not low <= len(value) <= high:
+            raise self._fail(key, f"an array of {low} to {high} entries")
+        return value
 
 
 def _check_chain(stages: list[IntegerStage], source) -> None:
     """Raise InputError unless the stages form a routing network that fits int32 accumulators."""
-    if not stages:
-        raise InputError(f"{source}: the model has no stages")
     if stages[0].weight.shape[1] != 1:
-        raise InputError(f"{source}: the first stage must take 1 input channel, got {stages[0].weight.shape[1]}")
-    for previous, stage in zip(stages, stages[1:]):
+        raise InputError(f"{source}: stages[0].in_channels must be 1 (the pin map), got {stages[0].weight.shape[1]}")
+    for index, (previous, stage) in enumerate(zip(stages, stages[1:]), start=1):
         if stage.weight.shape[1] != previous.weight.shape[0]:
-            raise InputError(f"{source}: stage channel counts do not chain ({previous.weight.shape} -> {stage.weight.shape})")
+            raise InputError(
+                f"{source}: stages[{index}].in_channels is {stage.weight.shape[1]}, "
+                f"but stages[{index - 1}] has {previous.weight.shape[0]} output channels"
+            )
     expected = ["leaky_relu"] * (len(stages) - 1) + ["none"]
-    if [stage.activation for stage in stages] != expected:
-        raise InputError(f"{source}: activations must be leaky_relu for hidden stages and none for the scores")
+    for index, (stage, activation) in enumerate(zip(stages, expected)):
+        if stage.activation != activation:
+            raise InputError(f"{source}: stages[{index}].activation must be {activation!r}, got {stage.activation!r}")
     if stages[-1].weight.shape[0] % 2:
         raise InputError(f"{source}: the score stage needs an even number of channels, got {stages[-1].weight.shape[0]}")
 
     for index, stage in enumerate(stages):
         input_max = 1 if index == 0 else 2 ** (stages[index - 1].output_bits - 1)
         if accumulator_bound(stage, input_max) > INT32_MAX:
-            raise InputError(f"{source}: stage {index} can overflow its int32 accumulator")
+            raise InputError(f"{source}: stages[{index}] can overflow its int32 accumulator")
 
 
-def _parse_stage(entry: dict, arrays: dict, input_exponent: int, source, index: int) -> IntegerStage:
-    name = f"stage {index}"
-    for key in (entry["weight"], entry["bias"]):
-        if key not in arrays:
-            raise InputError(f"{source}: {name} names array {key!r}, which the npz does not contain")
-    weight, bias = arrays[entry["weight"]], arrays[entry["bias"]]
-    weight_bits, output_bits = int(entry["weight_bits"]), int(entry["output_bits"])
-    for field_name, bits in (("weight_bits", weight_bits), ("output_bits", output_bits)):
-        if not 2 <= bits <= 16:
-            raise InputError(f"{source}: {name} {field_name} must be within 2..16, got {bits}")
+def _parse_stage(entry: _Fields, arrays: dict, input_exponent: int, slope_shift: int, arrays_source) -> IntegerStage:
+    """Read one stage entry and its two arrays; raise InputError on any mismatch."""
+    source, name = entry.source, entry.path
+    weight_name, bias_name = entry.string("weight"), entry.string("bias")
+    for key, array_name in (("weight", weight_name), ("bias", bias_name)):
+        if array_name not in arrays:
+            raise InputError(f"{arrays_source}: array {array_name!r}, named by {source} field {name}.{key}, is missing")
+    weight, bias = arrays[weight_name], arrays[bias_name]
 
-    expected_weight_dtype = storage_dtype(weight_bits)
-    if weight.dtype != expected_weight_dtype or weight.ndim != 4:
-        raise InputError(f"{source}: {name} weight must be a 4-D {expected_weight_dtype} array, got {weight.dtype} {weight.shape}")
-    if bias.dtype != np.int16 or bias.shape != (weight.shape[0],):
-        raise InputError(f"{source}: {name} bias must be int16 of shape ({weight.shape[0]},), got {bias.dtype} {bias.shape}")
+    weight_bits = entry.integer("weight_bits", 2, 16)
+    bias_bits = entry.raw("bias_bits")
+    if isinstance(bias_bits, bool) or not isinstance(bias_bits, int) or bias_bits not in BIAS_BITS:
+        raise entry._fail("bias_bits", "16 or 32")
+    output_bits = entry.integer("output_bits", 2, 16)
+    in_channels = entry.integer("in_channels", 1, 4096)
+    out_channels = entry.integer("out_channels", 1, 4096)
+    rows, columns = entry.integers("kernel", 2, 1, 2 * MAX_GRID + 1)
+    top, bottom, left, right = entry.integers("padding", 4, 0, 2 * MAX_GRID)
+    if top + bottom != rows - 1 or left + right != columns - 1:
+        raise entry._fail("padding", f"a 'same' padding for a {rows}x{columns} kernel (top + bottom = {rows - 1}, left + right = {columns - 1})")
+
+    expected_weight = (storage_dtype(weight_bits), (out_channels, in_channels, rows, columns))
+    if (weight.dtype, weight.shape) != expected_weight:
+        raise InputError(
+            f"{arrays_source}: array {weight_name!r} must be {expected_weight[0]} of shape {expected_weight[1]} "
+            f"as {source} field {name} declares, got {weight.dtype} {weight.shape}"
+        )
+    expected_bias = (bias_dtype(bias_bits), (out_channels,))
+    if (bias.dtype, bias.shape) != expected_bias:
+        raise InputError(
+            f"{arrays_source}: array {bias_name!r} must be {expected_bias[0]} of shape {expected_bias[1]} "
+            f"as {source} field {name} declares, got {bias.dtype} {bias.shape}"
+        )
     low, high = -(2 ** (weight_bits - 1)), 2 ** (weight_bits - 1) - 1
     if weight.size and (weight.min() < low or weight.max() > high):
-        raise InputError(f"{source}: {name} weights exceed the {weight_bits}-bit range [{low}, {high}]")
-    if list(entry["kernel"]) != list(weight.shape[2:]):
-        raise InputError(f"{source}: {name} kernel {entry['kernel']} does not match weight shape {weight.shape}")
+        raise InputError(f"{arrays_source}: array {weight_name!r} exceeds the {weight_bits}-bit range [{low}, {high}] of {name}.weight_bits")
 
-    top, bottom, left, right = (int(v) for v in entry["padding"])
-    rows, columns = weight.shape[2:]
-    if min(top, bottom, left, right) < 0 or top + bottom != rows - 1 or left + right != columns - 1:
-        raise InputError(f"{source}: {name} padding {entry['padding']} does not keep the size for a {rows}x{columns} kernel")
-    if int(entry["input_exponent"]) != input_exponent:
-        raise InputError(
-            f"{source}: {name} input exponent {entry['input_exponent']} differs from the previous "
-            f"output exponent {input_exponent}"
-        )
-
+    entry.integer("input_exponent", input_exponent, input_exponent)
+    weight_exponent = entry.integer("weight_exponent", *EXPONENT_RANGE)
+    entry.integer("accumulator_exponent", input_exponent + weight_exponent, input_exponent + weight_exponent)
+    output_exponent = entry.integer("output_exponent", *EXPONENT_RANGE)
+    activation = entry.choice("activation", ACTIVATIONS)
     stage = IntegerStage(
         weight=weight,
         bias=bias,
         padding=(top, bottom, left, right),
         weight_bits=weight_bits,
         input_exponent=input_exponent,
-        weight_exponent=int(entry["weight_exponent"]),
-        output_exponent=int(entry["output_exponent"]),
+        weight_exponent=weight_exponent,
+        output_exponent=output_exponent,
         output_bits=output_bits,
-        activation=str(entry["activation"]),
+        activation=activation,
+        bias_bits=bias_bits,
     )
-    if int(entry["shift"]) != stage.shift:
-        raise InputError(f"{source}: {name} shift {entry['shift']} differs from output - input - weight exponent {stage.shift}")
+    if not SHIFT_RANGE[0] <= stage.shift <= SHIFT_RANGE[1]:
+        raise InputError(
+            f"{source}: {name} output_exponent - accumulator_exponent = {stage.shift} is outside "
+            f"{SHIFT_RANGE[0]}..{SHIFT_RANGE[1]}, the shifts the engine supports"
+        )
+    entry.integer("shift", stage.shift, stage.shift)
+    if activation == "leaky_relu":
+        entry.integer("negative_shift", stage.shift + slope_shift, stage.shift + slope_shift)
     return stage
 
 

@@ -11,7 +11,9 @@ int16 QuantizeLinear needs opset 21. The weights of a model with fewer than 8 we
 are still stored as int8, with values inside the narrower range.
 
 NOTE: a runtime that keeps these operators in float32 computes the convolutions exactly
-(integers times powers of 2 with sums below 2^24), but LeakyRelu multiplies by 655 / 2^16
+for 8-bit weights and int16 biases (integers times powers of 2 with sums below 2^24). With
+wider weights or int32 biases the sums can exceed 2^24 and float32 Conv rounds them.
+LeakyRelu multiplies by 655 / 2^16
 in float32, which can round a product of more than 24 significant bits. An activation
 whose exact value lies next to a rounding boundary can then differ by one step from the
 integer engine's. QuantizeLinear itself rounds halves to even, as the engine does.

@@ -22,6 +22,7 @@ import torch
 
 from deeproute import checkpoint as ckpt
 from deeproute.dataset import load_arrays
+from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.metrics import PixelCounts
 from deeproute.quant.calibrate import WEIGHT_CALIBRATION_METHODS, CalibrationConfig, calibrate_activations
@@ -31,7 +32,7 @@ from deeproute.quant.integer import MANIFEST_NAME, IntegerFCN
 from deeproute.quant.onnx_export import save_onnx
 from deeproute.quant.qmodel import build_quantized_model
 from deeproute.quant.quantizer import check_bits
-from deeproute.quant.retrain import RetrainConfig, retrain
+from deeproute.quant.retrain import RetrainConfig, default_retrain_settings, retrain
 from deeproute.train import evaluate_arrays
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class QuantizeConfig:
     """Settings of one quantization run; the defaults give the shipped INT8 model."""
 
     weight_bits: int = 8  # 4 gives W4A8
-    weight_calibration: str = "max"  # weight thresholds: "max" or "mse" (better for 4 bits)
+    weight_calibration: str | None = None  # "max" or "mse"; None: "mse" below 8 bits, else "max"
     calibration: str = "max"  # activation thresholds: "max", "percentile" or "klj"
     percentile: float = 99.99
     calib_samples: int = 2000  # first samples of the calibration file that are used
@@ -53,19 +54,43 @@ class QuantizeConfig:
     epochs: int = 3  # TQT epochs, used only with a training set
     train_samples: int | None = None  # None: the whole training file
     val_samples: int | None = None  # None: the whole validation file
-    lr: float = RetrainConfig.lr
-    threshold_lr: float = RetrainConfig.threshold_lr
+    # TQT optimizer settings; None takes default_retrain_settings(weight_bits).
+    lr: float | None = None
+    threshold_lr: float | None = None
+    schedule: str | None = None  # "constant" or "cosine"
     seed: int = 0
     device: str = "auto"  # for TQT retraining; integer inference always runs on the CPU
 
+    @property
+    def weight_calibration_rule(self) -> str:
+        """The weight calibration rule in effect: the explicit one, else mse below 8 bits."""
+        if self.weight_calibration is not None:
+            return self.weight_calibration
+        return "mse" if self.weight_bits < 8 else "max"
+
+    def retrain_config(self) -> RetrainConfig:
+        """The TQT settings in effect: explicit values, else the defaults for the weight bit width."""
+        defaults = default_retrain_settings(self.weight_bits)
+        return RetrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=defaults["lr"] if self.lr is None else self.lr,
+            threshold_lr=defaults["threshold_lr"] if self.threshold_lr is None else self.threshold_lr,
+            schedule=defaults["schedule"] if self.schedule is None else self.schedule,
+            seed=self.seed,
+            device=self.device,
+        )
+
     def validate(self) -> None:
         check_bits(self.weight_bits, "weight bit width")
-        if self.weight_calibration not in WEIGHT_CALIBRATION_METHODS:
+        if self.weight_calibration_rule not in WEIGHT_CALIBRATION_METHODS:
             raise InputError(
                 f"unknown weight calibration {self.weight_calibration!r}; "
                 f"expected one of {', '.join(WEIGHT_CALIBRATION_METHODS)}"
             )
         CalibrationConfig(self.calibration, self.percentile, self.batch_size).validate()
+        self.retrain_config().validate()
+        resolve_device(self.device)
         for name, value in (("calibration samples", self.calib_samples), ("training samples", self.train_samples),
                             ("validation samples", self.val_samples)):
             if value is not None and value < 1:
@@ -86,7 +111,8 @@ def quantize_checkpoint(
     """Quantize a float checkpoint, write the integer and ONNX models to `out_dir`, return the report.
 
     Without `train_path` the thresholds come from static calibration alone; with it, TQT
-    retraining follows for `config.epochs` epochs.
+    retraining follows for `config.epochs` epochs. Raises InputError for invalid settings,
+    files or non-finite weights, before anything is written.
     """
     config.validate()
     out = Path(out_dir)
@@ -102,34 +128,44 @@ def quantize_checkpoint(
     val = _load(val_path, grid, config.val_samples, "validation") if val_path is not None else None
 
     folded = fold_batch_norm(model)
+    _check_finite(folded, model_path)
     thresholds = calibrate_activations(
         folded, calib_inputs, CalibrationConfig(config.calibration, config.percentile, config.batch_size), progress
     )
     quantized = build_quantized_model(
-        folded, thresholds, weight_bits=config.weight_bits, weight_calibration=config.weight_calibration
+        folded, thresholds, weight_bits=config.weight_bits, weight_calibration=config.weight_calibration_rule
     )
 
     history = []
     if train is not None:
-        retrain_config = RetrainConfig(
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-            threshold_lr=config.threshold_lr, seed=config.seed, device=config.device,
+        history = retrain(
+            quantized, *train, config.retrain_config(), *(val or (None, None)), progress=progress, on_epoch=on_epoch
         )
-        history = retrain(quantized, *train, retrain_config, *(val or (None, None)), progress=progress, on_epoch=on_epoch)
 
     engine = to_integer_model(quantized, _metadata(model_path, checkpoint, config, train is not None))
     out.mkdir(parents=True, exist_ok=True)
     save_integer_model(engine, out)
     save_onnx(engine, out / ONNX_NAME)
 
+    settings = asdict(config)
+    settings["weight_calibration"] = config.weight_calibration_rule
+    if train is None:
+        # Static mode retrains nothing, so no retraining setting applies.
+        settings.update(epochs=0, lr=None, threshold_lr=None, schedule=None)
+    else:
+        retrain_config = config.retrain_config()
+        settings.update(lr=retrain_config.lr, threshold_lr=retrain_config.threshold_lr, schedule=retrain_config.schedule)
     report = {
         "model": str(model_path),
         "grid": list(grid),
-        "settings": asdict(config),
+        "settings": settings,
         "mode": "tqt" if train is not None else "static",
+        "device": str(resolve_device(config.device)) if train is not None else None,
         "calibration_samples": len(calib_inputs),
         "training_samples": len(train[0]) if train is not None else 0,
+        "bias_bits": [stage.bias_bits for stage in engine.stages],
         "clipped_biases": engine.metadata["quantization"]["clipped_biases"],
+        "clipped_biases_total": sum(engine.metadata["quantization"]["clipped_biases"]),
         "retraining": history,
     }
     if val is not None:
@@ -164,6 +200,16 @@ def _compare_on(model, engine, inputs, labels, batch_size, progress) -> dict:
     }
 
 
+def _check_finite(folded, model_path) -> None:
+    """Raise InputError when a folded weight or bias is NaN or infinite (e.g. a negative running variance)."""
+    for index, (weight, bias) in enumerate(zip(folded.weights, folded.biases)):
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise InputError(
+                f"{model_path}: stage {index} has NaN or infinite weights after folding batch norm; "
+                f"quantize a checkpoint with finite weights and running variances"
+            )
+
+
 def _load(path, grid, limit, role) -> tuple[np.ndarray, np.ndarray]:
     inputs, labels, info = load_arrays(path)
     if (info.height, info.width) != grid:
@@ -182,10 +228,12 @@ def _metadata(model_path, checkpoint: dict, config: QuantizeConfig, retrained: b
         "quantization": {
             "mode": "tqt" if retrained else "static",
             "calibration": config.calibration,
-            "weight_calibration": config.weight_calibration,
+            "weight_calibration": config.weight_calibration_rule,
             "weight_bits": config.weight_bits,
             "activation_bits": 8,
             "score_bits": 16,
+            "epochs": config.epochs if retrained else 0,
+            "schedule": config.retrain_config().schedule if retrained else None,
         },
         "source": {
             "checkpoint": Path(model_path).name,

@@ -3,7 +3,7 @@
 Per stage, with every scale a power of 2 and e_x the exponent of scale 2^e_x:
 
     pins (0/1, exponent 0)
-      -> conv with int weights (exponent e_w) and int16 bias (exponent e_in + e_w)
+      -> conv with int weights (exponent e_w) and an int16 or int32 bias (exponent e_in + e_w)
       -> LeakyReLU with slope 655 / 2^16 (hidden stages only)
       -> int8 activation quantizer (hidden stages) or int16 score quantizer (last stage)
 
@@ -13,6 +13,10 @@ convolution sums stay below 2^31 in magnitude, and the LeakyReLU product needs 3
 So each step is exact, the rounding in each quantizer sees the same number as the integer
 engine's rounding right shift, and both round halves to even. Training mode runs in float32
 for speed and is not bit-exact.
+
+A bias is stored as int16 when every bias of its stage rounds into the int16 range at the
+accumulator scale, and as int32 (the accumulator's type) otherwise. With more than 8 weight
+bits the accumulator scale is finer, and int16 would clip most biases.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from deeproute.quant.calibrate import weight_threshold
 from deeproute.quant.fold import FoldedFCN
 from deeproute.quant.quantizer import Quantizer, check_bits, integer_range, quantize_to_exponent
 
+BIAS_BIT_WIDTHS = (16, 32)  # int16 where every bias of the stage fits, else int32
 SLOPE_SHIFT = 16  # the LeakyReLU slope is a fixed-point constant with 16 fractional bits
 INPUT_EXPONENT = 0  # the pin map is exactly 0 or 1
 
@@ -52,13 +57,11 @@ class QuantizedFCN(nn.Module):
         folded: FoldedFCN,
         weight_bits: int = 8,
         activation_bits: int = 8,
-        bias_bits: int = 16,
         score_bits: int = 16,
     ):
         super().__init__()
         self.weight_bits = check_bits(weight_bits, "weight bit width")
         self.activation_bits = check_bits(activation_bits, "activation bit width")
-        self.bias_bits = check_bits(bias_bits, "bias bit width")
         self.score_bits = check_bits(score_bits, "score bit width")
         self.weights = nn.ParameterList(nn.Parameter(w.detach().clone()) for w in folded.weights)
         self.biases = nn.ParameterList(nn.Parameter(b.detach().clone()) for b in folded.biases)
@@ -127,7 +130,8 @@ class QuantizedFCN(nn.Module):
             output_quantizer = self.output_quantizers[index]
             weight = weight_quantizer(self.weights[index].to(dtype))
             accumulator_exponent = input_exponent + weight_quantizer.exponent()
-            bias = quantize_to_exponent(self.biases[index].to(dtype), accumulator_exponent, self.bias_bits)
+            bias_bits = bias_bit_width(self.biases[index], accumulator_exponent)
+            bias = quantize_to_exponent(self.biases[index].to(dtype), accumulator_exponent, bias_bits)
 
             top, bottom, left, right = self.paddings[index]
             z = F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias)  # (N, C_out, H, W)
@@ -141,16 +145,33 @@ class QuantizedFCN(nn.Module):
     def forward(self, pins: torch.Tensor) -> torch.Tensor:
         return self.stage_outputs(pins)[-1]
 
+    def bias_bit_widths(self) -> list[int]:
+        """Return each stage's bias bit width, 16 or 32 (see bias_bit_width)."""
+        return [
+            bias_bit_width(bias, stage["accumulator"]) for bias, stage in zip(self.biases, self.exponents())
+        ]
+
     def clipped_biases(self) -> list[int]:
-        """Return, per stage, how many biases fall outside the int16 range and are clipped."""
-        low, high = integer_range(self.bias_bits, signed=True)
+        """Return, per stage, how many biases fall outside the range of their bit width and are clipped."""
         counts = []
-        for bias, stage in zip(self.biases, self.exponents()):
-            with torch.no_grad():
-                integers = torch.round(bias.double() / 2.0 ** stage["accumulator"])
+        for bias, stage, bits in zip(self.biases, self.exponents(), self.bias_bit_widths()):
+            low, high = integer_range(bits, signed=True)
+            integers = _bias_integers(bias, stage["accumulator"])
             counts.append(int(((integers < low) | (integers > high)).sum()))
         return counts
 
+
+def bias_bit_width(bias: torch.Tensor, accumulator_exponent: int) -> int:
+    """Return 16 if every bias rounds into the int16 range at scale 2^accumulator_exponent, else 32."""
+    integers = _bias_integers(bias, accumulator_exponent)
+    low, high = integer_range(BIAS_BIT_WIDTHS[0], signed=True)
+    fits = bool(((integers >= low) & (integers <= high)).all())
+    return BIAS_BIT_WIDTHS[0] if fits else BIAS_BIT_WIDTHS[1]
+
+
+def _bias_integers(bias: torch.Tensor, accumulator_exponent: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.round(bias.detach().double() / 2.0**accumulator_exponent)
 
 def build_quantized_model(
     folded: FoldedFCN,
