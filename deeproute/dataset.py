@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CHUNK_SAMPLES = 128  # samples per HDF5 chunk: 1 MiB of Y at 32x32, cheap to read one sample
-COMPRESSION_LEVEL = 1  # gzip level; the layers are sparse, so level 1 already gives ~90x
+COMPRESSION_LEVEL = 1  # gzip level; the sparse layers already shrink about 85x at level 1 (50k nets, 32x32)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from deeproute.model import FCNConfig, RoutingFCN, compare_scores, pair_logits
 
 logger = logging.getLogger(__name__)
 
-FRESH_SEED_OFFSET = 1_000_000_007  # fresh training sets never reuse a seed a user would pick
+FRESH_SEED_OFFSET = 1_000_000_007  # keeps fresh-set seeds far from the small seeds users pick for files
 SCHEDULES = ("constant", "step", "cosine")
 
 
