@@ -409,7 +409,7 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
 @click.option("--batch-size", type=int, default=100, show_default=True,
               help="Samples per batch in calibration and retraining.")
 @click.option("--lr", type=float, default=None,
-              help="Adam learning rate of weights and biases [default: 1e-4 at 8 or more weight bits, else 1e-3].")
+              help="Adam learning rate of weights and biases [default: 1e-4 at 8 or more weight bits, else 3e-4].")
 @click.option("--threshold-lr", type=float, default=None,
               help="Adam learning rate of the log2 thresholds [default: 1e-2 at 8 or more weight bits, else 1e-3].")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default=None,

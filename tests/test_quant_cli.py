@@ -185,7 +185,7 @@ def test_quantize_tqt_w4a8(tmp_path, tiny_run, small_data):
     assert len(report["retraining"]) == 1
     assert report["device"] in ("cpu", "cuda")
     assert report["settings"]["weight_calibration"] == "mse"
-    assert report["settings"]["lr"] == 1e-3
+    assert report["settings"]["lr"] == 3e-4
     assert report["settings"]["threshold_lr"] == 1e-3
     assert report["settings"]["schedule"] == "cosine"
     weights = np.load(out / "model.npz", allow_pickle=False)["stage1.weight"]
