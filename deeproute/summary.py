@@ -30,20 +30,25 @@ class DatasetSummary:
         """Summarize uint8 labels (N, 8, H, W), with pin counts from `pins` or the pin layer."""
         count, _, height, width = labels.shape
         summary = cls(height, width, count=count)
+
+        # 'On' pixels per net and layer. Summing the 0/1 bytes along the contiguous pixel axis
+        # is several times faster than count_nonzero over a strided axis.
+        pixel_dtype = np.uint16 if height * width < 2**16 else np.uint32
+        per_net = labels.reshape(count, stack.NUM_LAYERS, -1).sum(axis=2, dtype=pixel_dtype)  # (N, 8)
+
         if pins is not None:
             pin_counts = (pins[..., 0] >= 0).sum(axis=1)
         else:
-            pin_counts = labels[:, stack.PIN].reshape(count, -1).sum(axis=1, dtype=np.int64)
+            pin_counts = per_net[:, stack.PIN]
         summary.pin_histogram.update(Counter(pin_counts.tolist()))
 
         # The wire class of a net is the set of metals it uses, e.g. "M3+M4".
-        metals = labels[:, list(stack.METALS)].reshape(count, len(stack.METALS), -1)
-        used = np.count_nonzero(metals, axis=2) > 0  # (N, 4)
+        used = per_net[:, list(stack.METALS)] > 0  # (N, 4)
         codes = used @ (1 << np.arange(len(stack.METALS)))  # (N,) bitmask of used metals
         for code, nets in zip(*np.unique(codes, return_counts=True)):
             summary.wire_classes[_class_name(int(code))] += int(nets)
 
-        summary.on_pixels = np.count_nonzero(labels, axis=(0, 2, 3)).astype(np.int64)
+        summary.on_pixels = per_net.sum(axis=0, dtype=np.int64)
         return summary
 
     def merge(self, other: DatasetSummary) -> None:
