@@ -197,6 +197,11 @@ def _validate_layout(file: h5py.File, path: Path) -> DatasetInfo:
             raise InputError(f"{path}: pins must have shape ({count}, P, 2), got {pins.shape}")
 
     attrs = file.attrs
+    if "format_version" in attrs and attrs["format_version"] != FORMAT_VERSION:
+        raise InputError(
+            f"{path}: dataset format version {attrs['format_version']} is not supported "
+            f"(expected {FORMAT_VERSION}); regenerate it with `deeproute generate`"
+        )
     if "format_version" in attrs:
         missing = [name for name in _GENERATOR_ATTRIBUTES if name not in attrs]
         if missing:

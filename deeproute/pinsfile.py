@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,10 +273,10 @@ def _parse_csv(text: str, path: Path, grid, extent_um) -> PinsFile:
 
 def _parse_csv_int(cell: str, axis: str, where: str) -> int:
     value = cell.strip()
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"{where}: {axis} must be a non-negative integer, got {value!r}") from None
+    # Python's int() also accepts "1_0", "+1" and non-ASCII digits; a coordinate is plain digits.
+    if not re.fullmatch(r"-?[0-9]+", value):
+        raise InputError(f"{where}: {axis} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 # ------------------------------------------------------------------------------ shared checks

@@ -174,3 +174,14 @@ def test_non_utf8_is_rejected(tmp_path):
     path.write_bytes(b"net,x,y\n\xff\xfe,1,1\n")
     with pytest.raises(InputError, match="not UTF-8"):
         read_pins_file(path)
+
+
+def test_csv_rejects_python_only_integer_forms(tmp_path):
+    from deeproute.errors import InputError
+    from deeproute.pinsfile import read_pins_file
+
+    for cell in ("1_0", "+1", "\u0661"):
+        path = tmp_path / "pins.csv"
+        path.write_text(f"net,x,y\na,{cell},2\na,3,4\n", encoding="utf-8")
+        with pytest.raises(InputError, match="x must be a non-negative integer"):
+            read_pins_file(path)
