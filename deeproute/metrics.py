@@ -66,8 +66,11 @@ class PixelCounts:
 
 
 def _scores(tp, fp, fn, tn) -> dict:
-    """Precision, recall, F1 and accuracy; a ratio with a zero denominator is reported as 1.0
-    when its numerator is also zero (nothing to find and nothing found), else 0.0."""
+    """Return precision, recall, F1 and accuracy from confusion counts.
+
+    With nothing predicted 'on', precision is 1.0 only if nothing was missed. An empty
+    recall or F1 denominator means there was nothing to find, which scores 1.0.
+    """
     tp, fp, fn, tn = (int(v) for v in (tp, fp, fn, tn))
     precision = tp / (tp + fp) if tp + fp else float(fn == 0)
     recall = tp / (tp + fn) if tp + fn else 1.0

@@ -8,7 +8,8 @@
     2*l + 1 is 'on' for layer l in `deeproute.stack` order.
 
 The comparator sets a pixel of a layer 'on' where its 'on' score beats its 'off' score.
-The first kernel spans the whole grid, so every pixel sees nearly every pin of the net.
+The first kernel spans the whole grid, so the receptive field of every pixel covers
+nearly every pin of the net.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class FCNConfig:
     width: int = 32  # grid columns
     channels: int = 16  # feature maps per hidden stage
     stages: int = 15  # convolution stages in total, the last one being the score stage
-    first_kernel: tuple[int, int] | None = None  # None: smallest odd sizes above (H, W), so a pixel sees the whole grid
+    first_kernel: tuple[int, int] | None = None  # None: smallest odd sizes above (H, W), so each receptive field covers the grid
     negative_slope: float = 0.01  # LeakyReLU slope
     layers: int = stack.NUM_LAYERS  # output layers, each with an (off, on) score pair
 
