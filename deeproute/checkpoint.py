@@ -92,7 +92,7 @@ def build_model(checkpoint: dict, path: str | os.PathLike = "checkpoint") -> Rou
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputError(f"{path}: weights do not fit the architecture it declares ({first_line})") from error
     if not all(torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point()):
-        raise InputError(f"{path}: checkpoint holds NaN or infinite weights")
+        raise InputError(f"{path}: checkpoint contains NaN or infinite weights")
     return model
 
 

@@ -279,7 +279,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     os.close(handle)
     temporary_path = Path(temporary)
     # mkstemp creates the file as 0600; give the output the mode a plain open() would.
-    os.chmod(temporary_path, 0o666 & ~_current_umask())
+    os.chmod(temporary_path, 0o666 & ~current_umask())
     try:
         yield temporary_path
         os.replace(temporary_path, target)
@@ -288,7 +288,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         raise
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """Return the process umask."""
     # NOTE: os.umask can only be read by setting it, so a file that another thread creates
     # between the two calls gets umask 022 instead of the process's own.
     mask = os.umask(0o022)

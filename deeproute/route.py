@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from deeproute.check import NetCheck, check_net
+from deeproute.dataset import current_umask
 from deeproute.decode import decode
 from deeproute.device import resolve_device
 from deeproute.errors import InputError
@@ -220,7 +221,7 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
         raise InputError(f"{target}: exists and is not a directory; give a directory for the routes")
     existing = [name for name in OUTPUT_NAMES if (target / name).exists()]
     if existing and not overwrite:
-        raise InputError(f"{target}: already holds {', '.join(existing)}; pass --overwrite to replace them")
+        raise InputError(f"{target}: already contains {', '.join(existing)}; pass --overwrite to replace them")
     if not parent.is_dir():
         raise InputError(f"{target}: parent directory {parent} does not exist")
     writable = target if target.is_dir() else parent
@@ -246,16 +247,9 @@ def staged_directory(out_dir: str | os.PathLike, overwrite: bool = False) -> Ite
         yield staging
         target.mkdir(mode=0o777, exist_ok=True)
         for produced in sorted(staging.iterdir()):
-            os.chmod(produced, 0o666 & ~_current_umask())  # give the mode a plain open() would
+            os.chmod(produced, 0o666 & ~current_umask())  # give the mode a plain open() would
             os.replace(produced, target / produced.name)
         staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _current_umask() -> int:
-    # NOTE: os.umask can only be read by setting it, so this races with other threads.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

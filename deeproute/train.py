@@ -149,7 +149,7 @@ def train(
                     f"drop that option to resume or start a new run in another folder"
                 )
         if "training" not in state:
-            raise InputError(f"{last_path}: checkpoint holds no training state to resume from")
+            raise InputError(f"{last_path}: checkpoint has no training state to resume from (only last.pt has it)")
         training = state["training"]
         config = TrainConfig(**{**training["config"], "epochs": config.epochs, "device": config.device})
         config.class_weights = tuple(config.class_weights)
@@ -157,7 +157,7 @@ def train(
         start_epoch = int(training["epoch"]) + 1
     else:
         if out.exists() and (out / "last.pt").exists():
-            raise InputError(f"{out}: already holds a run; pass --resume to continue it or pick another --out")
+            raise InputError(f"{out}: already contains a run; pass --resume to continue it or pick another --out")
         torch.manual_seed(config.seed)
         overrides = dict(model_config or {})
         model = RoutingFCN(FCNConfig(height=grid[0], width=grid[1], **overrides))

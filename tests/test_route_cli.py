@@ -119,7 +119,7 @@ def test_route_rejects_existing_routes(tmp_path, model32):
     (out / "routes.json").write_text("old")
     result = _route(EXAMPLE, "--out", out, "--model", model32)
     assert result.exit_code == 2
-    assert "already holds routes.json; pass --overwrite" in result.output
+    assert "already contains routes.json; pass --overwrite" in result.output
     assert (out / "routes.json").read_text() == "old"
 
 
