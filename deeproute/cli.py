@@ -410,11 +410,13 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
               help="Samples per batch in calibration and retraining.")
 @click.option("--lr", type=float, default=None,
               help="Adam learning rate of weights and biases [default: 1e-4 at 8 or more weight bits, else 3e-4].")
-@click.option("--threshold-lr", type=float, default=None,
-              help="Adam learning rate of the log2 thresholds [default: 1e-2 at 8 or more weight bits, else 1e-3].")
-@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default=None,
-              help="TQT learning-rate schedule; cosine decays both rates to 0 over all steps "
-                   "[default: constant at 8 or more weight bits, else cosine].")
+@click.option("--threshold-lr", type=float, default=1e-3,
+              show_default=True, help="Adam learning rate of the log2 thresholds.")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True,
+              help="TQT learning-rate schedule; cosine decays both rates to 0 over all steps.")
+@click.option("--distill", type=float, default=0.0, show_default=True,
+              help="Weight of distillation from the float model in TQT retraining: the loss adds this times "
+                   "the KL divergence between float and quantized (off, on) probabilities.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the retraining sample order.")
 @click.option("--device", default="auto", show_default=True, help="Device for retraining: auto, cpu, cuda or cuda:N.")
 @click.option("--overwrite", is_flag=True, help="Replace an integer model already in OUT.")
@@ -422,17 +424,19 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
 @_report_input_errors
 def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weight_bits, calibration,
              weight_calibration, percentile, calib_samples, train_samples, val_samples, batch_size, lr,
-             threshold_lr, schedule, seed, device, overwrite, quiet):
+             threshold_lr, schedule, distill, seed, device, overwrite, quiet):
     """Quantize a float checkpoint to integer arithmetic (TQT) and export it as npz/JSON and ONNX."""
     from deeproute.quant.pipeline import QuantizeConfig, quantize_checkpoint
 
     if epochs is not None and train_path is None:
         raise InputError("--epochs needs --train: retraining runs only on a training set")
+    if distill and train_path is None:
+        raise InputError("--distill needs --train: distillation is part of TQT retraining")
     config = QuantizeConfig(
         weight_bits=weight_bits, calibration=calibration, weight_calibration=weight_calibration,
         percentile=percentile, calib_samples=calib_samples, batch_size=batch_size,
         epochs=3 if epochs is None else epochs, train_samples=train_samples, val_samples=val_samples,
-        lr=lr, threshold_lr=threshold_lr, schedule=schedule, seed=seed, device=device,
+        lr=lr, threshold_lr=threshold_lr, schedule=schedule, distill=distill, seed=seed, device=device,
     )
     config.validate()
     if weight_bits < 8 and train_path is None:

@@ -3,17 +3,23 @@
 On one validation set it prints the F1 of the float32 model, of static INT8 with each
 calibration rule, and of TQT INT8 and TQT W4A8, each retrained with the settings that
 `deeproute quantize` uses for its weight bit width (deeproute.quant.retrain.
-default_retrain_settings). A float32 control is fine-tuned with the same data, steps and
-learning rate as TQT INT8, so that the gain of extra training is not read as a gain of TQT. Then it times float PyTorch, the numpy integer engine and onnxruntime on
+default_retrain_settings). A float32 control is fine-tuned with the same data, steps,
+learning rate and schedule as TQT INT8, so that the gain of extra training is not read as
+a gain of TQT. Then it times float PyTorch, the numpy integer engine and onnxruntime on
 the same samples.
 
 Quantized F1 comes from the fake-quantized model in eval mode, which computes in float64
 and is bit-identical to the integer engine (tests/test_quant_model.py checks this). The
 script also checks that both give the same predictions on the timing samples.
 
+The retrained rows above use a short run (--epochs over --train-samples), so that the
+script finishes in minutes. Models exported by `deeproute quantize` with longer recipes are
+scored too when passed with --exported NAME=DIR: the integer engine runs them on the same
+validation samples, and the row names the recipe from the folder's report.json.
+
 Usage:
-    python scripts/bench_quant.py --model runs/release/best.pt --train data/train.h5 \\
-        --val data/val.h5 --json bench_quant.json
+    python scripts/bench_quant.py --model deeproute/weights/fcn32.pt --train data/train.h5 \\
+        --val data/val.h5 --exported "TQT INT8"=deeproute/weights/fcn32-int8 --json bench_quant.json
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from deeproute.model import compare_scores, pair_logits
 from deeproute.quant.calibrate import CALIBRATION_METHODS, CalibrationConfig, calibrate_activations
 from deeproute.quant.export import to_integer_model
 from deeproute.quant.fold import fold_batch_norm
+from deeproute.quant.integer import load_int8_engine
 from deeproute.quant.onnx_export import build_onnx
+from deeproute.quant.pipeline import REPORT_NAME, evaluate_engine
 from deeproute.quant.qmodel import build_quantized_model
 from deeproute.quant.retrain import RetrainConfig, default_retrain_settings, retrain
 from deeproute.train import TrainConfig, evaluate_arrays
@@ -47,7 +55,7 @@ CPU = torch.device("cpu")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/release/best.pt", help="float checkpoint")
+    parser.add_argument("--model", default="deeproute/weights/fcn32.pt", help="float checkpoint")
     parser.add_argument("--train", default="data/train.h5", help="source of calibration and TQT samples")
     parser.add_argument("--val", default="data/val.h5")
     parser.add_argument("--calib-samples", type=int, default=1000)
@@ -56,8 +64,11 @@ def main() -> None:
     parser.add_argument("--val-samples", type=int, default=1000)
     parser.add_argument("--speed-samples", type=int, default=300, help="samples timed per engine")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--exported", action="append", default=[], metavar="NAME=DIR",
+                        help="also score the integer model in DIR (written by deeproute quantize); repeatable")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
+    exported = [_parse_exported(parser, value) for value in args.exported]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     model, checkpoint = load_model(args.model)
@@ -90,7 +101,16 @@ def main() -> None:
                          _f1(quantized, val_x, val_y, args.batch_size)))
         retrain(quantized, train_x, train_y, retrain_configs[weight_bits])
         tqt_models[name] = quantized
-        rows.append((name, _f1(quantized, val_x, val_y, args.batch_size)))
+        steps = args.epochs * (len(train_x) // args.batch_size)
+        rows.append((f"{name}, short run ({steps} steps)", _f1(quantized, val_x, val_y, args.batch_size)))
+        logger.info("%s", rows[-1])
+
+    recipes = {}
+    for name, directory in exported:
+        engine = load_int8_engine(directory)
+        recipes[name] = _recipe(directory)
+        row = f"{name}, exported ({recipes[name]['summary']})"
+        rows.append((row, evaluate_engine(engine, val_x, val_y, args.batch_size)["f1"]))
         logger.info("%s", rows[-1])
 
     control = fold_batch_norm(model)
@@ -109,6 +129,7 @@ def main() -> None:
             for bits, config in retrain_configs.items()
         },
         "tqt_init": {"activations": "max", "weights": {"W8A8": "max", "W4A8": "mse"}},
+        "exported": {name: {"path": str(directory), **recipes[name]} for name, directory in exported},
         "f1": {name: f1 for name, f1 in rows},
         "speed": speed,
         "machine": f"{_cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
@@ -120,6 +141,37 @@ def main() -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
+
+
+def _parse_exported(parser, value: str) -> tuple[str, str]:
+    name, separator, directory = value.partition("=")
+    if not separator or not name or not directory:
+        parser.error(f"--exported takes NAME=DIR, got {value!r}")
+    return name, directory
+
+
+def _recipe(directory) -> dict:
+    """Return the settings of an exported model from its report.json, with a one-line summary."""
+    try:
+        with open(os.path.join(directory, REPORT_NAME), encoding="utf-8") as handle:
+            report = json.load(handle)
+    except (OSError, json.JSONDecodeError):
+        return {"summary": "no report.json"}
+    settings = report.get("settings", {})
+    keys = ("weight_bits", "epochs", "lr", "threshold_lr", "schedule", "distill")
+    recipe = {key: settings.get(key) for key in keys}
+    recipe["training_samples"] = report.get("training_samples")
+    recipe["mode"] = report.get("mode")
+    if recipe["mode"] == "tqt":
+        steps = recipe["epochs"] * (recipe["training_samples"] // settings.get("batch_size", 100))
+        summary = (f"W{recipe['weight_bits']}A8, {steps} TQT steps, lr {recipe['lr']:g}, "
+                   f"threshold lr {recipe['threshold_lr']:g}, {recipe['schedule']}")
+        if recipe.get("distill"):
+            summary += f", distill {recipe['distill']:g}"
+    else:
+        summary = f"W{recipe['weight_bits']}A8, static"
+    recipe["summary"] = summary
+    return recipe
 
 
 def _cpu_model() -> str:
@@ -139,8 +191,10 @@ def _f1(model, inputs, labels, batch_size) -> float:
 
 
 def _fine_tune_float(model, inputs, labels, config: RetrainConfig) -> None:
-    """Fine-tune a folded float model with TQT's loss, optimizer, weight learning rate and order."""
+    """Fine-tune a folded float model with TQT's loss, optimizer, weight learning rate, schedule and order."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * (len(inputs) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps) if config.schedule == "cosine" else None
     class_weights = torch.tensor(TrainConfig.class_weights)
     generator = torch.Generator().manual_seed(config.seed)
     inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
@@ -154,6 +208,8 @@ def _fine_tune_float(model, inputs, labels, config: RetrainConfig) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
     model.eval()
 
 

@@ -210,7 +210,10 @@ def test_quantize_rejects_bad_input(tmp_path, tiny_run, small_data, static_expor
         (("quantize", "--model", model, "--calib", small_grid, "--out", out), "8x8 grid"),
         ((*base, "--model", model, "--calib-samples", 30, "--batch-size", 50), "fewer than one batch"),
         ((*base, "--model", model, "--epochs", 2), "--epochs needs --train"),
+        ((*base, "--model", model, "--distill", 1), "--distill needs --train"),
+        ((*base, "--model", model, "--train", train, "--distill", -1), "distillation weight must be 0 or more"),
         ((*base, "--model", model, "--device", "bogus"), "invalid device 'bogus'"),
+        (("quantize", "--model", model, "--calib", train, "--out", garbage / "sub"), "is not a directory"),
         (("quantize", "--model", model, "--calib", train, "--out", static_export[0]), "--overwrite"),
     ]
     for args, message in cases:

@@ -58,6 +58,7 @@ class QuantizeConfig:
     lr: float | None = None
     threshold_lr: float | None = None
     schedule: str | None = None  # "constant" or "cosine"
+    distill: float = 0.0  # weight of distillation from the float network in TQT; 0: labels only
     seed: int = 0
     device: str = "auto"  # for TQT retraining; integer inference always runs on the CPU
 
@@ -77,6 +78,7 @@ class QuantizeConfig:
             lr=defaults["lr"] if self.lr is None else self.lr,
             threshold_lr=defaults["threshold_lr"] if self.threshold_lr is None else self.threshold_lr,
             schedule=defaults["schedule"] if self.schedule is None else self.schedule,
+            distill=self.distill,
             seed=self.seed,
             device=self.device,
         )
@@ -120,6 +122,7 @@ def quantize_checkpoint(
         raise InputError(f"{out}: exists and is not a directory")
     if (out / MANIFEST_NAME).exists() and not overwrite:
         raise InputError(f"{out}: already contains an integer model; pass --overwrite to replace it")
+    _check_can_create(out)
 
     model, checkpoint = ckpt.load_model(model_path)
     grid = tuple(checkpoint["grid"])
@@ -139,7 +142,8 @@ def quantize_checkpoint(
     history = []
     if train is not None:
         history = retrain(
-            quantized, *train, config.retrain_config(), *(val or (None, None)), progress=progress, on_epoch=on_epoch
+            quantized, *train, config.retrain_config(), *(val or (None, None)), progress=progress, on_epoch=on_epoch,
+            teacher=folded,
         )
 
     engine = to_integer_model(quantized, _metadata(model_path, checkpoint, config, train is not None))
@@ -151,7 +155,7 @@ def quantize_checkpoint(
     settings["weight_calibration"] = config.weight_calibration_rule
     if train is None:
         # Static mode retrains nothing, so no retraining setting applies.
-        settings.update(epochs=0, lr=None, threshold_lr=None, schedule=None)
+        settings.update(epochs=0, lr=None, threshold_lr=None, schedule=None, distill=None)
     else:
         retrain_config = config.retrain_config()
         settings.update(lr=retrain_config.lr, threshold_lr=retrain_config.threshold_lr, schedule=retrain_config.schedule)
@@ -198,6 +202,17 @@ def _compare_on(model, engine, inputs, labels, batch_size, progress) -> dict:
         "int8": int8_summary,
         "f1_drop_points": 100.0 * (float_summary["f1"] - int8_summary["f1"]),
     }
+
+
+def _check_can_create(out: Path) -> None:
+    """Raise InputError when `out` could not be created, before any retraining time is spent."""
+    ancestor = out.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{out}: cannot create the folder, {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot create the folder, {ancestor} is not writable")
 
 
 def _check_finite(folded, model_path) -> None:
