@@ -20,9 +20,10 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "torch>=2.2",
+        "gdstk>=0.9",  # `deeproute route` writes GDSII
     ],
     extras_require={
-        "layout": ["gdstk>=0.9", "klayout>=0.28"],
+        "layout": ["klayout>=0.28"],
         "deploy": ["onnx>=1.15", "onnxruntime>=1.17"],
         "test": [
             "pytest>=7.4",

@@ -242,6 +242,8 @@ def _merge(nodes: int, source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def _pixel_labels(component, runs, pin_nodes, shape) -> np.ndarray:
     """Spread per-node components over an (8, H, W) label map, -1 where there is no node."""
     labels = np.full(shape, -1, dtype=np.int64)
+    if component.size == 0:  # nothing drawn and no pins
+        return labels
     metals = np.array(stack.METALS)
     labels[metals] = np.where(runs >= 0, component[runs], -1)
     labels[stack.PIN] = np.where(pin_nodes >= 0, component[pin_nodes], -1)

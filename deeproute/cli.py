@@ -382,6 +382,10 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
     click.echo(f"wrote {out_path} ({len(drawn)} samples)")
 
 
+# Options of `quantize` that only TQT retraining reads.
+RETRAINING_OPTIONS = ("epochs", "train_samples", "lr", "threshold_lr", "schedule", "distill", "seed", "device")
+
+
 @main.command()
 @click.option("--model", "model_path", required=True, type=click.Path(), help="Float checkpoint to quantize.")
 @click.option("--calib", "calib_path", required=True, type=click.Path(), help="Calibration dataset (HDF5).")
@@ -403,7 +407,7 @@ def visualize(data, out_path, model_path, samples, indices, per_layer, device, o
 @click.option("--percentile", type=float, default=99.99, show_default=True,
               help="Percentile of |x| used by --calibration percentile.")
 @click.option("--calib-samples", type=int, default=2000, show_default=True,
-              help="Use the first N samples of the calibration set.")
+              help="Use the first N samples of the calibration set; N must be at least --batch-size.")
 @click.option("--train-samples", type=int, default=None, help="Use the first N training samples [default: all].")
 @click.option("--val-samples", type=int, default=None, help="Use the first N validation samples [default: all].")
 @click.option("--batch-size", type=int, default=100, show_default=True,
@@ -428,10 +432,12 @@ def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weig
     """Quantize a float checkpoint to integer arithmetic (TQT) and export it as npz/JSON and ONNX."""
     from deeproute.quant.pipeline import QuantizeConfig, quantize_checkpoint
 
-    if epochs is not None and train_path is None:
-        raise InputError("--epochs needs --train: retraining runs only on a training set")
-    if distill and train_path is None:
-        raise InputError("--distill needs --train: distillation is part of TQT retraining")
+    if train_path is None:
+        context = click.get_current_context()
+        for name in RETRAINING_OPTIONS:
+            if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                option = "--" + name.replace("_", "-")
+                raise InputError(f"{option} needs --train: it sets TQT retraining, which runs only on a training set")
     config = QuantizeConfig(
         weight_bits=weight_bits, calibration=calibration, weight_calibration=weight_calibration,
         percentile=percentile, calib_samples=calib_samples, batch_size=batch_size,

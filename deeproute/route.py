@@ -11,24 +11,20 @@ all three are written.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from deeproute.check import NetCheck, check_net
-from deeproute.dataset import current_umask
 from deeproute.decode import decode
 from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.layout import Layout
+from deeproute.outputs import check_output_dir, staged_directory
 from deeproute.pinsfile import Net, PinsFile, read_pins_file
 from deeproute.repair import RepairReport, repair
 from deeproute.tech import DEFAULT_PIN_RANGE
@@ -187,7 +183,7 @@ def route_pins_file(
     gds.require_gdstk()
     if figure_nets < 1:
         raise InputError(f"the figure needs at least 1 net, got {figure_nets}")
-    check_output_dir(out_dir, overwrite)
+    check_output_dir(out_dir, OUTPUT_NAMES, overwrite, "routes")
 
     if int8_dir is not None:
         scorer = load_int8_scorer(int8_dir, pins_file.grid)
@@ -201,7 +197,7 @@ def route_pins_file(
 
     routed = route_nets(pins_file, scorer, batch_size)
 
-    with staged_directory(out_dir, overwrite) as staging:
+    with staged_directory(out_dir, OUTPUT_NAMES, overwrite, "routes") as staging:
         placements = gds.write_gds(staging / ROUTES_GDS, [(r.net.name, r.layout) for r in routed], layer_map)
         document = routes_document(routed, pins_file, placements, layer_map, model=model_label)
         write_routes_json(staging / ROUTES_JSON, document)
@@ -209,47 +205,3 @@ def route_pins_file(
     return routed
 
 
-def check_output_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
-    """Reject an output directory that cannot receive the routes, before any work is done.
-
-    Other files in the directory are never touched; only earlier routes files are
-    replaced, and only with `overwrite`.
-    """
-    target = Path(os.path.abspath(out_dir))  # normalizes "." and "..", so `parent` is the real parent
-    parent = target.parent
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: exists and is not a directory; give a directory for the routes")
-    existing = [name for name in OUTPUT_NAMES if (target / name).exists()]
-    if existing and not overwrite:
-        raise InputError(f"{target}: already contains {', '.join(existing)}; pass --overwrite to replace them")
-    if not parent.is_dir():
-        raise InputError(f"{target}: parent directory {parent} does not exist")
-    writable = target if target.is_dir() else parent
-    if not os.access(writable, os.W_OK):
-        raise InputError(f"{target}: directory {writable} is not writable")
-
-
-@contextlib.contextmanager
-def staged_directory(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty staging directory; on success its files are renamed into `out_dir`.
-
-    On any exception, KeyboardInterrupt included, the staging directory is deleted and
-    `out_dir` is left as it was. Files of `out_dir` that the staging directory does not
-    hold are kept.
-    """
-    target = Path(os.path.abspath(out_dir))
-    check_output_dir(target, overwrite)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    except OSError as error:
-        raise InputError(f"{target}: cannot write next to it ({error.strerror})") from error
-    try:
-        yield staging
-        target.mkdir(mode=0o777, exist_ok=True)
-        for produced in sorted(staging.iterdir()):
-            os.chmod(produced, 0o666 & ~current_umask())  # give the mode a plain open() would
-            os.replace(produced, target / produced.name)
-        staging.rmdir()
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

@@ -62,8 +62,8 @@ class TrainConfig:
             raise InputError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise InputError(f"learning rate must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"learning rate must be positive and finite, got {self.lr}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.amp not in ("auto", "bf16", "off"):
@@ -72,10 +72,19 @@ class TrainConfig:
             raise InputError(f"step epochs must be at least 1, got {self.step_epochs}")
         if not 0 < self.step_factor <= 1:
             raise InputError(f"step factor must be in (0, 1], got {self.step_factor}")
-        if self.weight_decay < 0 or self.weight_decay != self.weight_decay:
-            raise InputError(f"weight decay must be non-negative, got {self.weight_decay}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise InputError(f"weight decay must be non-negative and finite, got {self.weight_decay}")
         if self.fresh_count is not None and self.fresh_count < 1:
             raise InputError(f"fresh sample count must be positive, got {self.fresh_count}")
+
+
+def check_finite_loss(loss: float, epoch: int) -> None:
+    """Raise InputError when an epoch's mean loss is NaN or infinite, before it is saved."""
+    if not math.isfinite(loss):
+        raise InputError(
+            f"training diverged: the mean loss of epoch {epoch} is {loss}; "
+            f"lower the learning rate (checkpoints of earlier epochs are kept)"
+        )
 
 
 @dataclass
@@ -199,6 +208,7 @@ def train(
             device, amp_dtype, distributed, progress and distributed.main, epoch,
         )
         train_seconds = time.perf_counter() - started
+        check_finite_loss(loss, epoch)
 
         val_scores = evaluate_arrays(model, val_x, val_y, device, config.eval_batch_size, distributed)
         train_scores = evaluate_arrays(model, train_eval_x, train_eval_y, device, config.eval_batch_size, distributed)

@@ -191,3 +191,14 @@ def test_sigterm_leaves_no_partial_file(tmp_path):
     process.wait(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_net_without_pins(tiny_run, small_data, tmp_path):
+    with h5py.File(small_data[1]) as source:
+        x, y = source["X"][:20], source["Y"][:20]
+    x[3] = 0  # a net with no pins, which X/Y-only files may hold
+    y[3] = 0
+    path = _write(tmp_path / "nopins.h5", X=x, Y=y)
+    result = _run("evaluate", path, "--model", tiny_run / "best.pt")
+    assert result.returncode == 0, result.stderr
+    assert "samples 20" in result.stdout

@@ -212,7 +212,11 @@ def test_quantize_rejects_bad_input(tmp_path, tiny_run, small_data, static_expor
         ((*base, "--model", model, "--epochs", 2), "--epochs needs --train"),
         ((*base, "--model", model, "--distill", 1), "--distill needs --train"),
         ((*base, "--model", model, "--train", train, "--distill", -1), "distillation weight must be 0 or more"),
-        ((*base, "--model", model, "--device", "bogus"), "invalid device 'bogus'"),
+        ((*base, "--model", model, "--train", train, "--device", "bogus"), "invalid device 'bogus'"),
+        ((*base, "--model", model, "--lr", 5), "--lr needs --train"),
+        ((*base, "--model", model, "--train-samples", 5), "--train-samples needs --train"),
+        ((*base, "--model", model, "--train", train, "--distill", "inf"), "must be 0 or more and finite"),
+        ((*base, "--model", model, "--train", train, "--threshold-lr", "inf"), "must be positive and finite"),
         (("quantize", "--model", model, "--calib", train, "--out", garbage / "sub"), "is not a directory"),
         (("quantize", "--model", model, "--calib", train, "--out", static_export[0]), "--overwrite"),
     ]
@@ -236,3 +240,32 @@ def test_quantize_error_exit_code_in_process(tmp_path, small_data):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.pt'}: checkpoint not found"]
+
+
+def test_quantize_failure_leaves_nothing(tmp_path, tiny_run, small_data, monkeypatch):
+    import deeproute.quant.pipeline
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("onnx export failed")
+
+    monkeypatch.setattr(deeproute.quant.pipeline, "save_onnx", fail)
+    train, val = small_data
+    out = tmp_path / "new" / "int8"
+    result = _invoke("quantize", "--model", tiny_run / "best.pt", "--calib", train, "--calib-samples", 100,
+                     "--val", val, "--val-samples", 50, "--batch-size", 50, "--out", out)
+    assert isinstance(result.exception, RuntimeError)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_overwrite_replaces_all_four_files(tmp_path, tiny_run, small_data):
+    train, _ = small_data
+    out = tmp_path / "int8"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    (out / "notes.txt").write_text("kept")
+    args = ("quantize", "--model", tiny_run / "best.pt", "--calib", train, "--calib-samples", 100,
+            "--batch-size", 50, "--out", out)
+    _assert_one_line_error(_invoke(*args), "already contains report.json")
+    assert _invoke(*args, "--overwrite").exit_code == 0
+    assert json.loads((out / "report.json").read_text())["mode"] == "static"
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.npz", "model.onnx", "notes.txt", "report.json"]

@@ -253,3 +253,27 @@ def test_route_int8_bad_input(tmp_path, int8_dir, extra, message):
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_route_creates_missing_parent_folders(tmp_path, model32):
+    out = tmp_path / "a" / "b" / "routes"
+    result = _route(EXAMPLE, "--out", out, "--model", model32, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["routes.gds", "routes.json", "routes.png"]
+    assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["routes"]  # no staging folder left
+
+
+@pytest.mark.parametrize("case", ["dangling link", "under a file"])
+def test_route_unusable_out_exit_2(tmp_path, model32, case):
+    if case == "dangling link":
+        out = tmp_path / "link"
+        out.symlink_to(tmp_path / "absent")
+        message = "symbolic link to a missing path"
+    else:
+        (tmp_path / "afile").write_text("a file")
+        out = tmp_path / "afile" / "sub"
+        message = "is not a directory"
+    result = _route(EXAMPLE, "--out", out, "--model", model32, "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1
+    assert message in result.output

@@ -118,3 +118,20 @@ def test_ddp_two_cpu_processes(small_data, tmp_path):
     assert [row["epoch"] for row in rows] == [0, 1]
     assert rows[-1]["val"]["samples"] == 200  # both ranks' validation shards were summed
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"lr": float("inf")}, "learning rate must be positive and finite"),
+    ({"weight_decay": float("inf")}, "weight decay must be non-negative and finite"),
+])
+def test_infinite_rates_rejected(small_data, tmp_path, changes, message):
+    with pytest.raises(InputError, match=message):
+        train(small_data[0], small_data[1], tmp_path / "run", _config(epochs=1, **changes), TINY)
+    assert not (tmp_path / "run").exists()
+
+
+def test_diverged_training_stops_before_saving(small_data, tmp_path):
+    # A finite but huge learning rate drives the weights, and so the loss, to NaN or infinity.
+    with pytest.raises(InputError, match="training diverged"):
+        train(small_data[0], small_data[1], tmp_path / "run", _config(epochs=2, lr=1e30), TINY)
+    assert not (tmp_path / "run" / "best.pt").exists()

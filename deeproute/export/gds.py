@@ -104,7 +104,7 @@ def require_gdstk():
     try:
         import gdstk
     except ImportError:
-        raise InputError("GDSII export needs gdstk; install it with: pip install 'deeproute[layout]'") from None
+        raise InputError("GDSII export needs gdstk; install it with: pip install gdstk") from None
     return gdstk
 
 

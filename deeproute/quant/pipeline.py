@@ -28,7 +28,8 @@ from deeproute.metrics import PixelCounts
 from deeproute.quant.calibrate import WEIGHT_CALIBRATION_METHODS, CalibrationConfig, calibrate_activations
 from deeproute.quant.export import save_integer_model, to_integer_model, write_atomically
 from deeproute.quant.fold import fold_batch_norm
-from deeproute.quant.integer import MANIFEST_NAME, IntegerFCN
+from deeproute.outputs import check_output_dir, staged_directory
+from deeproute.quant.integer import ARRAYS_NAME, MANIFEST_NAME, IntegerFCN
 from deeproute.quant.onnx_export import save_onnx
 from deeproute.quant.qmodel import build_quantized_model
 from deeproute.quant.quantizer import check_bits
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_NAME = "report.json"
 ONNX_NAME = "model.onnx"
+OUTPUT_NAMES = (ARRAYS_NAME, MANIFEST_NAME, ONNX_NAME, REPORT_NAME)
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,7 @@ def quantize_checkpoint(
     files or non-finite weights, before anything is written.
     """
     config.validate()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if (out / MANIFEST_NAME).exists() and not overwrite:
-        raise InputError(f"{out}: already contains an integer model; pass --overwrite to replace it")
-    _check_can_create(out)
+    check_output_dir(out_dir, OUTPUT_NAMES, overwrite, "integer model")
 
     model, checkpoint = ckpt.load_model(model_path)
     grid = tuple(checkpoint["grid"])
@@ -147,9 +144,6 @@ def quantize_checkpoint(
         )
 
     engine = to_integer_model(quantized, _metadata(model_path, checkpoint, config, train is not None))
-    out.mkdir(parents=True, exist_ok=True)
-    save_integer_model(engine, out)
-    save_onnx(engine, out / ONNX_NAME)
 
     settings = asdict(config)
     settings["weight_calibration"] = config.weight_calibration_rule
@@ -175,8 +169,13 @@ def quantize_checkpoint(
     if val is not None:
         report["validation"] = _compare_on(model, engine, *val, config.batch_size, progress)
         report["validation"]["path"] = str(val_path)
-    write_atomically(out / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-    logger.info("wrote %s, %s and %s to %s", MANIFEST_NAME, ONNX_NAME, REPORT_NAME, out)
+    # The four files appear together, and only after validation: an error or Ctrl-C
+    # before this point leaves `out_dir` as it was.
+    with staged_directory(out_dir, OUTPUT_NAMES, overwrite, "integer model") as staging:
+        save_integer_model(engine, staging)
+        save_onnx(engine, staging / ONNX_NAME)
+        write_atomically(staging / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    logger.info("wrote %s to %s", ", ".join(OUTPUT_NAMES), out_dir)
     return report
 
 
@@ -202,17 +201,6 @@ def _compare_on(model, engine, inputs, labels, batch_size, progress) -> dict:
         "int8": int8_summary,
         "f1_drop_points": 100.0 * (float_summary["f1"] - int8_summary["f1"]),
     }
-
-
-def _check_can_create(out: Path) -> None:
-    """Raise InputError when `out` could not be created, before any retraining time is spent."""
-    ancestor = out.absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise InputError(f"{out}: cannot create the folder, {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: cannot create the folder, {ancestor} is not writable")
 
 
 def _check_finite(folded, model_path) -> None:

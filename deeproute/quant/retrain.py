@@ -17,6 +17,7 @@ just which class wins.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.model import pair_logits
 from deeproute.quant.qmodel import QuantizedFCN
-from deeproute.train import TrainConfig, evaluate_arrays
+from deeproute.train import TrainConfig, check_finite_loss, evaluate_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,10 @@ class RetrainConfig:
         if self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         for name, value in (("learning rate", self.lr), ("threshold learning rate", self.threshold_lr)):
-            if not value > 0:
-                raise InputError(f"{name} must be positive, got {value}")
-        if not self.distill >= 0:
-            raise InputError(f"distillation weight must be 0 or more, got {self.distill}")
+            if not (value > 0 and math.isfinite(value)):
+                raise InputError(f"{name} must be positive and finite, got {value}")
+        if not (self.distill >= 0 and math.isfinite(self.distill)):
+            raise InputError(f"distillation weight must be 0 or more and finite, got {self.distill}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
 
@@ -130,6 +131,7 @@ def retrain(
         loss = _train_epoch(
             model, optimizer, scheduler, inputs, labels, order, config, class_weights, device, progress, epoch, teacher
         )
+        check_finite_loss(loss, epoch)
         record = {"epoch": epoch, "train_loss": loss, "epoch_seconds": time.perf_counter() - started}
         if val_inputs is not None:
             record["val"] = evaluate_arrays(model, val_inputs, val_labels, device, config.batch_size)
