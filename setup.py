@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["deeproute", "deeproute.*"]),
-    package_data={"deeproute": ["weights/*.pt", "weights/*.md", "weights/fcn32-int8/*"]},
+    package_data={"deeproute": ["weights/*.pt", "weights/*.md", "weights/fcn32-int8/*", "weights/fcn32-w4a8/*"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",

@@ -13,7 +13,6 @@ Contents (format version 1):
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ CHECKPOINT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_MODEL = WEIGHTS_DIR / "fcn32.pt"
 DEFAULT_INT8_MODEL = WEIGHTS_DIR / "fcn32-int8"
+DEFAULT_W4A8_MODEL = WEIGHTS_DIR / "fcn32-w4a8"  # 4-bit weights, 8-bit activations
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
@@ -53,6 +53,14 @@ def make_checkpoint(model: RoutingFCN, label_style: str = "paper", metrics: dict
     return checkpoint
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """True for a zip archive (torch.save's format) or a pickle stream (its legacy format)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x80"  # the pickle protocol opcode
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a checkpoint with `torch.load(weights_only=True)`."""
     path = Path(path)
@@ -61,8 +69,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a checkpoint file")
     try:
+        is_torch_file = _looks_like_torch_file(path)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the checkpoint ({error.strerror})") from error
+    if not is_torch_file:
+        raise InputError(f"{path}: not a valid deeproute checkpoint (not a file written by torch.save)")
+    try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
+    except Exception as error:  # a damaged file can fail anywhere in the unpickler
         # torch's own message suggests weights_only=False, which would run arbitrary code,
         # so it is not passed on.
         reason = "it holds Python objects other than tensors and plain data" if "weights_only" in str(error) else "not a readable torch file"

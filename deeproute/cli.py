@@ -232,6 +232,10 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
     """Train the routing FCN; writes metrics.jsonl, curves.png, best.pt and last.pt into OUT."""
     from deeproute.train import TrainConfig, train as run_training
 
+    if fresh_count is not None and not fresh:
+        raise InputError("--fresh-count needs --fresh: it sizes the freshly drawn training sets")
+    if not out_dir:
+        raise InputError("the run folder path is empty; give a directory for --out")
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
         step_epochs=step_epochs, fresh=fresh, fresh_count=fresh_count, seed=seed, amp=amp, device=device,
@@ -280,7 +284,7 @@ def evaluate(data, model_path, json_path, overwrite, batch_size, device, no_rout
     from deeproute.dataset import atomic_output, check_output_file
 
     if json_path:
-        check_output_file(json_path, overwrite)  # before the evaluation, which can take minutes
+        check_output_file(json_path, overwrite, example="report.json")  # before the evaluation, which can take minutes
     summary = evaluate_file(data, model_path, batch_size=batch_size, device=device, route=not no_route,
                             int8_dir=int8_dir)
     click.echo(format_table(summary))
@@ -411,7 +415,7 @@ RETRAINING_OPTIONS = ("epochs", "train_samples", "lr", "threshold_lr", "schedule
 @click.option("--train-samples", type=int, default=None, help="Use the first N training samples [default: all].")
 @click.option("--val-samples", type=int, default=None, help="Use the first N validation samples [default: all].")
 @click.option("--batch-size", type=int, default=100, show_default=True,
-              help="Samples per batch in calibration and retraining.")
+              help="Samples per batch in calibration, retraining and validation.")
 @click.option("--lr", type=float, default=None,
               help="Adam learning rate of weights and biases [default: 1e-4 at 8 or more weight bits, else 3e-4].")
 @click.option("--threshold-lr", type=float, default=1e-3,

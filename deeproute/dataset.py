@@ -239,7 +239,7 @@ def _pair(value, kind) -> tuple:
     return tuple(kind(v) for v in values)
 
 
-def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_output_file(path: str | os.PathLike, overwrite: bool = False, example: str = "out.h5") -> Path:
     """Raise InputError unless a new file can be written at `path`; return it as a Path.
 
     An existing regular file is accepted only with `overwrite`. Directories, devices,
@@ -247,7 +247,7 @@ def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """
     target = Path(path)
     if target.is_dir():
-        raise InputError(f"{target}: is a directory; give a file path such as {target / 'out.h5'}")
+        raise InputError(f"{target}: is a directory; give a file path such as {target / example}")
     if target.is_symlink():
         raise InputError(f"{target}: is a symbolic link; give the path of a regular file")
     if target.exists() and not target.is_file():

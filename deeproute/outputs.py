@@ -26,6 +26,8 @@ def check_output_dir(out_dir: str | os.PathLike, names: tuple[str, ...], overwri
     the folder that `names` does not list are never touched; listed ones are replaced
     only with `overwrite`.
     """
+    if not str(out_dir):
+        raise InputError(f"the output folder path is empty; give a directory for the {contents}")
     target = Path(os.path.abspath(out_dir))  # normalizes "." and "..", so parents below are real folders
     if target.is_symlink() and not target.exists():
         raise InputError(f"{target}: is a symbolic link to a missing path; give a directory for the {contents}")

@@ -165,6 +165,23 @@ def test_train_rejects_zero_step_epochs(small_data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--fresh-count", "300"], "--fresh-count needs --fresh"),
+    (["--lr", "inf"], "learning rate must be positive and finite"),
+])
+def test_train_rejects_bad_options(small_data, tmp_path, extra, message):
+    result = _run("train", "--train", small_data[0], "--val", small_data[1], "--out", tmp_path / "run", *extra)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_json_directory_suggests_json_name(tiny_run, small_data, tmp_path):
+    result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", tmp_path)
+    assert result.returncode == 2
+    assert "report.json" in result.stderr
+
+
 def test_train_resume_rejects_other_architecture(tiny_run, small_data, tmp_path):
     import shutil
 

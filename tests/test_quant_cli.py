@@ -269,3 +269,13 @@ def test_quantize_overwrite_replaces_all_four_files(tmp_path, tiny_run, small_da
     assert _invoke(*args, "--overwrite").exit_code == 0
     assert json.loads((out / "report.json").read_text())["mode"] == "static"
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.npz", "model.onnx", "notes.txt", "report.json"]
+
+
+def test_quantize_rejects_text_checkpoint_as_non_torch_file(tmp_path, small_data):
+    text = tmp_path / "notes.pt"
+    text.write_text("these are notes, not weights")
+    result = _invoke("quantize", "--model", text, "--calib", small_data[0], "--out", tmp_path / "out")
+    _assert_one_line_error(result, "not a file written by torch.save")
+    _assert_one_line_error(
+        _invoke("quantize", "--model", text, "--calib", small_data[0], "--out", ""), "output folder path is empty"
+    )
