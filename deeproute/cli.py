@@ -103,10 +103,23 @@ def main(verbose: bool) -> None:
     # Turn SIGTERM into SystemExit, so the cleanup that Ctrl-C gets (temporary files and
     # staging folders removed) also runs when a job scheduler or `timeout` stops a command.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter(with_module=verbose))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+class _LogFormatter(logging.Formatter):
+    """Format log records like the CLI's own messages: "warning: ...", with the module under -v."""
+
+    def __init__(self, with_module: bool):
+        super().__init__()
+        self.with_module = with_module
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname.lower()}: "
+        if self.with_module:
+            prefix += f"{record.name}: "
+        return prefix + record.getMessage()
 
 
 @main.command()

@@ -381,6 +381,8 @@ def visualize_dataset(
             raise InputError(f"{data}: the dataset is empty (N = 0)")
         chosen = select_samples(len(dataset), samples, indices, data)
         blocks = [dataset.read(index, index + 1) for index in chosen]
+        for index in chosen:
+            dataset.read_pins(index, index + 1)  # rejects a pins dataset that contradicts X, as evaluate does
         inputs = np.concatenate([block[0] for block in blocks])  # (n, 1, H, W)
         labels = np.concatenate([block[1] for block in blocks])  # (n, 8, H, W)
         predictions = None

@@ -143,3 +143,20 @@ def test_visualize_missing_data(tmp_path):
 def test_visualize_too_many_samples(tmp_path, data16):
     with pytest.raises(InputError, match="at most 64"):
         render.select_samples(100, 65, None, data16)
+
+
+def test_visualize_rejects_pins_that_contradict_the_map(tmp_path, data16):
+    import shutil
+
+    import h5py
+
+    broken = tmp_path / "broken.h5"
+    shutil.copy(data16, broken)
+    with h5py.File(broken, "r+") as file:
+        pins = file["pins"][...]
+        pins[0, 0] = (40, 2)  # outside the 16x16 grid
+        file["pins"][...] = pins
+    result = _visualize(broken, "--out", tmp_path / "f.png", "--index", "0")
+    assert result.exit_code == 2
+    assert "has a pin outside the 16x16 grid" in result.output
+    assert not (tmp_path / "f.png").exists()
