@@ -36,14 +36,19 @@ def check_output_dir(out_dir: str | os.PathLike, names: tuple[str, ...], overwri
     existing = [name for name in names if (target / name).exists()]
     if existing and not overwrite:
         raise InputError(f"{target}: already contains {', '.join(existing)}; pass --overwrite to replace them")
-    ancestor = target
+    check_can_create(target)
+    return target
+
+
+def check_can_create(folder: Path) -> None:
+    """Raise InputError unless `folder` exists or its nearest existing ancestor is a writable directory."""
+    ancestor = folder
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise InputError(f"{target}: cannot create the folder, {ancestor} is not a directory")
+        raise InputError(f"{folder}: cannot create the folder, {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"{target}: directory {ancestor} is not writable")
-    return target
+        raise InputError(f"{folder}: directory {ancestor} is not writable")
 
 
 @contextlib.contextmanager

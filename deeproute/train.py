@@ -30,6 +30,7 @@ from deeproute.device import resolve_device
 from deeproute.errors import InputError
 from deeproute.metrics import PixelCounts
 from deeproute.model import FCNConfig, RoutingFCN, compare_scores, pair_logits
+from deeproute.outputs import check_can_create
 
 logger = logging.getLogger(__name__)
 
@@ -174,10 +175,9 @@ def train(
     if distributed.main:
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: exists and is not a directory; give a folder for the run")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InputError(f"{out}: cannot create the run folder ({error.strerror})") from error
+        # The folder itself is made with the first epoch's files, so that a run stopped
+        # before then leaves no empty folder behind.
+        check_can_create(Path(os.path.abspath(out)))
 
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -223,6 +223,7 @@ def train(
         }
         history.append(record)
         if distributed.main:
+            out.mkdir(parents=True, exist_ok=True)
             _write_epoch(out, model, record, history, config, optimizer, scheduler, epoch, best_f1, train_info)
             best_f1 = max(best_f1, val_scores["f1"])
             logger.info(
