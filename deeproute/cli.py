@@ -449,6 +449,8 @@ def quantize(model_path, calib_path, out_dir, train_path, val_path, epochs, weig
     """Quantize a float checkpoint to integer arithmetic (TQT) and export it as npz/JSON and ONNX."""
     from deeproute.quant.pipeline import QuantizeConfig, quantize_checkpoint
 
+    if val_samples is not None and val_path is None:
+        raise InputError("--val-samples needs --val: it limits the validation set")
     if train_path is None:
         context = click.get_current_context()
         for name in RETRAINING_OPTIONS:

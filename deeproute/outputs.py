@@ -29,19 +29,23 @@ def check_output_dir(out_dir: str | os.PathLike, names: tuple[str, ...], overwri
     if not str(out_dir):
         raise InputError(f"the output folder path is empty; give a directory for the {contents}")
     target = Path(os.path.abspath(out_dir))  # normalizes "." and "..", so parents below are real folders
-    if target.is_symlink() and not target.exists():
-        raise InputError(f"{target}: is a symbolic link to a missing path; give a directory for the {contents}")
     if target.exists() and not target.is_dir():
         raise InputError(f"{target}: exists and is not a directory; give a directory for the {contents}")
+    check_can_create(target, contents)
+    for name in names:
+        path = target / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise InputError(f"{path}: is not a regular file, so it cannot be replaced; move it away first")
     existing = [name for name in names if (target / name).exists()]
     if existing and not overwrite:
         raise InputError(f"{target}: already contains {', '.join(existing)}; pass --overwrite to replace them")
-    check_can_create(target)
     return target
 
 
-def check_can_create(folder: Path) -> None:
+def check_can_create(folder: Path, contents: str = "output") -> None:
     """Raise InputError unless `folder` exists or its nearest existing ancestor is a writable directory."""
+    if folder.is_symlink() and not folder.exists():
+        raise InputError(f"{folder}: is a symbolic link to a missing path; give a directory for the {contents}")
     ancestor = folder
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -57,12 +61,14 @@ def staged_directory(
 ) -> Iterator[Path]:
     """Yield an empty staging directory; on success its files are renamed into `out_dir`.
 
-    The staging directory lies in the nearest existing folder on the path to `out_dir`,
-    so the final renames stay on one file system. On any exception, KeyboardInterrupt
+    The staging directory lies in the nearest existing folder on the resolved path to
+    `out_dir`, so the final renames stay on one file system. On any exception, KeyboardInterrupt
     included, it is deleted and `out_dir` is left as it was.
     """
     target = check_output_dir(out_dir, names, overwrite, contents)
-    near = target.parent
+    # Stage beside the folder the path resolves to, which a symbolic link may put on
+    # another file system.
+    near = Path(os.path.realpath(target)).parent
     while not near.exists():
         near = near.parent
     try:

@@ -177,7 +177,7 @@ def train(
             raise InputError(f"{out}: exists and is not a directory; give a folder for the run")
         # The folder itself is made with the first epoch's files, so that a run stopped
         # before then leaves no empty folder behind.
-        check_can_create(Path(os.path.abspath(out)))
+        check_can_create(Path(os.path.abspath(out)), "run")
 
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -223,7 +223,10 @@ def train(
         }
         history.append(record)
         if distributed.main:
-            out.mkdir(parents=True, exist_ok=True)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"{out}: cannot create the run folder ({error.strerror})") from error
             _write_epoch(out, model, record, history, config, optimizer, scheduler, epoch, best_f1, train_info)
             best_f1 = max(best_f1, val_scores["f1"])
             logger.info(

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from deeproute.checkpoint import load_model
 from deeproute.dataset import load_arrays
+from deeproute.errors import InputError
 from deeproute.model import compare_scores, pair_logits
 from deeproute.quant.calibrate import CALIBRATION_METHODS, CalibrationConfig, calibrate_activations
 from deeproute.quant.export import to_integer_model
@@ -69,6 +70,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
     exported = [_parse_exported(parser, value) for value in args.exported]
+    engines = {}
+    for name, directory in exported:  # before any work, so a bad folder costs no benchmark time
+        try:
+            engines[name] = load_int8_engine(directory)
+        except InputError as error:
+            parser.error(f"--exported {name}={directory}: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     model, checkpoint = load_model(args.model)
@@ -107,7 +114,7 @@ def main() -> None:
 
     recipes = {}
     for name, directory in exported:
-        engine = load_int8_engine(directory)
+        engine = engines[name]
         recipes[name] = _recipe(directory)
         row = f"{name}, exported ({recipes[name]['summary']})"
         rows.append((row, evaluate_engine(engine, val_x, val_y, args.batch_size)["f1"]))

@@ -214,6 +214,7 @@ def test_quantize_rejects_bad_input(tmp_path, tiny_run, small_data, static_expor
         ((*base, "--model", model, "--train", train, "--distill", -1), "distillation weight must be 0 or more"),
         ((*base, "--model", model, "--train", train, "--device", "bogus"), "invalid device 'bogus'"),
         ((*base, "--model", model, "--lr", 5), "--lr needs --train"),
+        ((*base, "--model", model, "--val-samples", 5), "--val-samples needs --val"),
         ((*base, "--model", model, "--train-samples", 5), "--train-samples needs --train"),
         ((*base, "--model", model, "--train", train, "--distill", "inf"), "must be 0 or more and finite"),
         ((*base, "--model", model, "--train", train, "--threshold-lr", "inf"), "must be positive and finite"),
@@ -279,3 +280,12 @@ def test_quantize_rejects_text_checkpoint_as_non_torch_file(tmp_path, small_data
     _assert_one_line_error(
         _invoke("quantize", "--model", text, "--calib", small_data[0], "--out", ""), "output folder path is empty"
     )
+
+
+def test_quantize_refuses_a_folder_named_like_an_output(tmp_path, tiny_run, small_data):
+    out = tmp_path / "int8"
+    (out / "model.npz").mkdir(parents=True)
+    result = _invoke("quantize", "--model", tiny_run / "best.pt", "--calib", small_data[0], "--calib-samples", 100,
+                     "--batch-size", 50, "--out", out, "--overwrite")
+    _assert_one_line_error(result, "is not a regular file")
+    assert [p.name for p in out.iterdir()] == ["model.npz"]
