@@ -66,6 +66,7 @@ def _parse_extent(value: str) -> tuple[float, float]:
 
 
 def _exit_on_sigterm(signum, frame):
+    click.echo("terminated", err=True)  # the counterpart of Ctrl-C's "interrupted"
     raise SystemExit(128 + signum)
 
 

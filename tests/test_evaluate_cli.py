@@ -205,8 +205,9 @@ def test_sigterm_leaves_no_partial_file(tmp_path):
     while not any(tmp_path.iterdir()) and time.time() < deadline:
         time.sleep(0.05)  # wait until the temporary file exists
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
+    assert stderr.decode().strip().splitlines()[-1] == "terminated"
     assert list(tmp_path.iterdir()) == []
 
 
