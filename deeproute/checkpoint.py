@@ -54,7 +54,7 @@ def make_checkpoint(model: RoutingFCN, label_style: str = "paper", metrics: dict
 
 
 def _looks_like_torch_file(path: Path) -> bool:
-    """True for a zip archive (torch.save's format) or a pickle stream (its legacy format)."""
+    """Return True for a zip archive (torch.save's format) or a pickle stream (its legacy format)."""
     if zipfile.is_zipfile(path):
         return True
     with open(path, "rb") as handle:

@@ -110,7 +110,7 @@ def main(verbose: bool) -> None:
 
 
 class _LogFormatter(logging.Formatter):
-    """Format log records like the CLI's own messages: "warning: ...", with the module under -v."""
+    """Log formatter that writes records like the CLI's own messages ("warning: ..."), with the module under -v."""
 
     def __init__(self, with_module: bool):
         super().__init__()
@@ -248,8 +248,6 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
 
     if fresh_count is not None and not fresh:
         raise InputError("--fresh-count needs --fresh: it sizes the freshly drawn training sets")
-    if not out_dir:
-        raise InputError("the run folder path is empty; give a directory for --out")
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
         step_epochs=step_epochs, fresh=fresh, fresh_count=fresh_count, seed=seed, amp=amp, device=device,
@@ -291,11 +289,10 @@ def train(train_path, val_path, out_dir, epochs, batch_size, lr, weight_decay, s
 def evaluate(data, model_path, json_path, overwrite, batch_size, device, no_route, int8_dir):
     """Score a model on DATA: pixel precision, recall, F1 and accuracy, overall and per layer,
     and the fraction of nets connected, legal and identical to the label, before and after repair."""
+    from deeproute.dataset import atomic_output, check_output_file
     from deeproute.evaluate import evaluate_file
     from deeproute.metrics import format_table
     from deeproute.route_metrics import format_route_table
-
-    from deeproute.dataset import atomic_output, check_output_file
 
     if json_path:
         check_output_file(json_path, overwrite, example="report.json")  # before the evaluation, which can take minutes

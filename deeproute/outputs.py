@@ -22,16 +22,11 @@ from deeproute.errors import InputError
 def check_output_dir(out_dir: str | os.PathLike, names: tuple[str, ...], overwrite: bool, contents: str) -> Path:
     """Raise InputError unless the files `names` can be written into `out_dir`; return its absolute path.
 
-    `contents` names what the folder receives in messages ("routes", "integer model"). Files already in
-    the folder that `names` does not list are never touched; listed ones are replaced
-    only with `overwrite`.
+    `contents` names what the folder receives, for messages ("routes", "integer model").
+    Files in the folder that `names` does not list are never touched. Listed ones are
+    replaced only with `overwrite`.
     """
-    if not str(out_dir):
-        raise InputError(f"the output folder path is empty; give a directory for the {contents}")
-    target = Path(os.path.abspath(out_dir))  # normalizes "." and "..", so parents below are real folders
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: exists and is not a directory; give a directory for the {contents}")
-    check_can_create(target, contents)
+    target = check_can_create(out_dir, contents)
     for name in names:
         path = target / name
         if path.is_symlink() or (path.exists() and not path.is_file()):
@@ -42,17 +37,26 @@ def check_output_dir(out_dir: str | os.PathLike, names: tuple[str, ...], overwri
     return target
 
 
-def check_can_create(folder: Path, contents: str = "output") -> None:
-    """Raise InputError unless `folder` exists or its nearest existing ancestor is a writable directory."""
-    if folder.is_symlink() and not folder.exists():
-        raise InputError(f"{folder}: is a symbolic link to a missing path; give a directory for the {contents}")
-    ancestor = folder
+def check_can_create(folder: str | os.PathLike, contents: str = "output") -> Path:
+    """Raise InputError unless `folder` is a directory or can be created; return its absolute path.
+
+    A missing folder can be created when its nearest existing ancestor is a writable directory.
+    """
+    if not str(folder):
+        raise InputError(f"the output folder path is empty; give a directory for the {contents}")
+    target = Path(os.path.abspath(folder))  # normalizes "." and "..", so the parents below are real folders
+    if target.is_symlink() and not target.exists():
+        raise InputError(f"{target}: is a symbolic link to a missing path; give a directory for the {contents}")
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target}: exists and is not a directory; give a directory for the {contents}")
+    ancestor = target
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise InputError(f"{folder}: cannot create the folder, {ancestor} is not a directory")
+        raise InputError(f"{target}: cannot create the folder because {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"{folder}: directory {ancestor} is not writable")
+        raise InputError(f"{target}: directory {ancestor} is not writable")
+    return target
 
 
 @contextlib.contextmanager
@@ -62,8 +66,8 @@ def staged_directory(
     """Yield an empty staging directory; on success its files are renamed into `out_dir`.
 
     The staging directory lies in the nearest existing folder on the resolved path to
-    `out_dir`, so the final renames stay on one file system. On any exception, KeyboardInterrupt
-    included, it is deleted and `out_dir` is left as it was.
+    `out_dir`, so the final renames stay on one file system. On any exception,
+    KeyboardInterrupt included, it is deleted and `out_dir` is left as it was.
     """
     target = check_output_dir(out_dir, names, overwrite, contents)
     # Stage beside the folder the path resolves to, which a symbolic link may put on
@@ -80,10 +84,11 @@ def staged_directory(
         produced = sorted(staging.iterdir())
         unexpected = [path.name for path in produced if path.name not in names]
         if unexpected:
-            raise RuntimeError(f"the staging folder holds files that are not outputs: {unexpected}")
+            raise RuntimeError(f"unexpected files in the staging folder: {unexpected}")
         target.mkdir(mode=0o777, parents=True, exist_ok=True)
+        mode = 0o666 & ~current_umask()  # the mode a plain open() would give
         for path in produced:
-            os.chmod(path, 0o666 & ~current_umask())  # give the mode a plain open() would
+            os.chmod(path, mode)
             os.replace(path, target / path.name)
         staging.rmdir()
     except BaseException:

@@ -173,11 +173,9 @@ def train(
         model = RoutingFCN(FCNConfig(height=grid[0], width=grid[1], **overrides))
         state = None
     if distributed.main:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"{out}: exists and is not a directory; give a folder for the run")
         # The folder itself is made with the first epoch's files, so that a run stopped
         # before then leaves no empty folder behind.
-        check_can_create(Path(os.path.abspath(out)), "run")
+        check_can_create(out_dir, "run")
 
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

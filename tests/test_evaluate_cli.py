@@ -176,7 +176,7 @@ def test_train_rejects_bad_options(small_data, tmp_path, extra, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_evaluate_json_directory_suggests_json_name(tiny_run, small_data, tmp_path):
+def test_evaluate_json_directory_rejected(tiny_run, small_data, tmp_path):
     result = _run("evaluate", small_data[1], "--model", tiny_run / "best.pt", "--json", tmp_path)
     assert result.returncode == 2
     assert "report.json" in result.stderr

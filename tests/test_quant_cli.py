@@ -258,7 +258,7 @@ def test_quantize_failure_leaves_nothing(tmp_path, tiny_run, small_data, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
-def test_quantize_overwrite_replaces_all_four_files(tmp_path, tiny_run, small_data):
+def test_quantize_overwrite_replaces_outputs(tmp_path, tiny_run, small_data):
     train, _ = small_data
     out = tmp_path / "int8"
     out.mkdir()
@@ -272,7 +272,7 @@ def test_quantize_overwrite_replaces_all_four_files(tmp_path, tiny_run, small_da
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.npz", "model.onnx", "notes.txt", "report.json"]
 
 
-def test_quantize_rejects_text_checkpoint_as_non_torch_file(tmp_path, small_data):
+def test_quantize_rejects_text_checkpoint(tmp_path, small_data):
     text = tmp_path / "notes.pt"
     text.write_text("these are notes, not weights")
     result = _invoke("quantize", "--model", text, "--calib", small_data[0], "--out", tmp_path / "out")
@@ -282,7 +282,7 @@ def test_quantize_rejects_text_checkpoint_as_non_torch_file(tmp_path, small_data
     )
 
 
-def test_quantize_refuses_a_folder_named_like_an_output(tmp_path, tiny_run, small_data):
+def test_quantize_rejects_folder_named_output(tmp_path, tiny_run, small_data):
     out = tmp_path / "int8"
     (out / "model.npz").mkdir(parents=True)
     result = _invoke("quantize", "--model", tiny_run / "best.pt", "--calib", small_data[0], "--calib-samples", 100,

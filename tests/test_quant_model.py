@@ -411,7 +411,7 @@ def test_retraining_moves_thresholds_and_stays_exact():
     assert np.array_equal(engine.scores(inputs) * 2.0**engine.score_exponent, expected)
 
 
-def test_distillation_changes_retraining_and_needs_a_teacher():
+def test_distillation_changes_retraining():
     model = _random_model()
     inputs, labels = _nets(100)
     folded = fold_batch_norm(model)
@@ -422,10 +422,11 @@ def test_distillation_changes_retraining_and_needs_a_teacher():
         history = retrain(quantized, inputs, labels, config, teacher=folded)
         results.append((history[0]["train_loss"], quantized.weights[1].detach().clone()))
     plain, distilled, again = results
-    # The KL term is non-negative and adds to the loss; the same run repeats exactly.
+    # The KL term is non-negative, so it adds to the loss. The same run repeats exactly.
     assert distilled[0] > plain[0]
     assert not torch.equal(distilled[1], plain[1])
-    assert distilled[0] == again[0] and torch.equal(distilled[1], again[1])
+    assert distilled[0] == again[0]
+    assert torch.equal(distilled[1], again[1])
     # The teacher itself is left untouched.
     assert torch.equal(folded.weights[1], fold_batch_norm(model).weights[1])
     with pytest.raises(ValueError, match="teacher"):

@@ -145,7 +145,7 @@ def test_visualize_too_many_samples(tmp_path, data16):
         render.select_samples(100, 65, None, data16)
 
 
-def test_visualize_rejects_pins_that_contradict_the_map(tmp_path, data16):
+def test_visualize_rejects_pins_off_grid(tmp_path, data16):
     import shutil
 
     import h5py

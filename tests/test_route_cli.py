@@ -255,7 +255,7 @@ def test_route_int8_bad_input(tmp_path, int8_dir, extra, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_route_creates_missing_parent_folders(tmp_path, model32):
+def test_route_creates_parent_folders(tmp_path, model32):
     out = tmp_path / "a" / "b" / "routes"
     result = _route(EXAMPLE, "--out", out, "--model", model32, "--device", "cpu")
     assert result.exit_code == 0, result.output

@@ -33,19 +33,19 @@ def test_shipped_int8_model_scores_above_published_f1():
     assert counts.summary()["f1"] > 0.92
 
 
-def test_shipped_w4a8_model_has_4_bit_weights_and_scores_well():
+def test_shipped_w4a8_weights_and_f1():
     import numpy as np
 
     from deeproute.checkpoint import DEFAULT_W4A8_MODEL
     from deeproute.quant import load_int8_engine
 
-    directory = DEFAULT_W4A8_MODEL
-    engine = load_int8_engine(directory)
-    with np.load(directory / "model.npz", allow_pickle=False) as arrays:
+    engine = load_int8_engine(DEFAULT_W4A8_MODEL)
+    with np.load(DEFAULT_W4A8_MODEL / "model.npz", allow_pickle=False) as arrays:
         weights = [arrays[name] for name in arrays.files if name.endswith(".weight")]
     assert len(weights) == 15
-    assert all(w.min() >= -8 and w.max() <= 7 for w in weights)
+    assert min(int(w.min()) for w in weights) >= -8  # the signed 4-bit range
+    assert max(int(w.max()) for w in weights) <= 7
     inputs, labels = _fresh_nets(200)
     counts = PixelCounts()
     counts.add(engine.predict(inputs), labels)
-    assert counts.summary()["f1"] > 0.92  # within 2 points of the float model's 0.951 on the validation set
+    assert counts.summary()["f1"] > 0.92  # published validation F1; the model scores 0.936 on data/val.h5

@@ -130,14 +130,14 @@ def test_infinite_rates_rejected(small_data, tmp_path, changes, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_diverged_training_stops_before_saving(small_data, tmp_path):
+def test_diverged_training_stops(small_data, tmp_path):
     # A finite but huge learning rate drives the weights, and so the loss, to NaN or infinity.
     with pytest.raises(InputError, match="training diverged"):
         train(small_data[0], small_data[1], tmp_path / "run", _config(epochs=2, lr=1e30), TINY)
     assert not (tmp_path / "run").exists()  # the folder is made with the first epoch's files
 
 
-def test_dangling_symlink_as_run_folder_rejected_before_training(small_data, tmp_path):
+def test_dangling_symlink_run_folder_rejected(small_data, tmp_path):
     link = tmp_path / "run"
     link.symlink_to(tmp_path / "missing")
     with pytest.raises(InputError, match="symbolic link to a missing path"):

@@ -47,7 +47,7 @@ class RetrainConfig:
     weight_decay: float = 0.0  # none: decaying a weight towards 0 changes its quantized value
     schedule: str = "cosine"  # "constant" or "cosine" (both rates decay to 0 over all steps)
     class_weights: tuple[float, float] = TrainConfig.class_weights
-    distill: float = 0.0  # weight of the distillation term; 0 trains on the labels alone
+    distill: float = 0.0  # weight of the distillation term, where 0 trains on the labels alone
     seed: int = 0
     device: str = "auto"
 
